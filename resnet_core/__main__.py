@@ -1,0 +1,309 @@
+"""Command line: ``python -m resnet_core {train,evaluate,predict,runs,datasets,models,export}``.
+
+The dashboard calls the same functions; every flag of ``train`` comes from a
+:class:`TrainConfig` field, so the CLI cannot drift from the config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import types
+import typing
+from pathlib import Path
+
+from resnet_core.config import AUGMENTATIONS, DEVICES, OPTIMIZERS, SCHEDULES, TRAINABLE, ConfigError, TrainConfig
+
+CHOICES = {
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "device": DEVICES,
+    "augment": AUGMENTATIONS,
+    "trainable": TRAINABLE,
+}
+HIDDEN = {"run_dir", "extra"}
+
+
+def _field_type(f: dataclasses.Field):
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if isinstance(hint, types.UnionType) or typing.get_origin(hint) else hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults stay None so presets and config.json show through."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in HIDDEN:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(
+                flag, type=kind, default=None, choices=CHOICES.get(f.name), help=f"default: preset or {f.default!r}"
+            )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from resnet_core import data
+
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in HIDDEN and getattr(args, f.name) is not None
+    }
+    dataset = given.get("dataset", TrainConfig.dataset)
+    return TrainConfig(**{**data.get_spec(dataset).preset, **given}).validate()
+
+
+def progress_printer():
+    """A tqdm bar per epoch plus one line per finished epoch."""
+    from tqdm import tqdm
+
+    state = {"bar": None}
+
+    def echo(event: dict) -> None:
+        kind = event["type"]
+        if kind == "start":
+            print(
+                f"training on {event['device']} ({event['world_size']} process(es)): "
+                f"{event['train_images']} train / {event['test_images']} test images",
+                flush=True,
+            )
+        elif kind == "batch":
+            if state["bar"] is None:
+                state["bar"] = tqdm(
+                    total=event["steps"],
+                    initial=event["step"] - 1,
+                    desc=f"epoch {event['epoch'] + 1}",
+                    unit="batch",
+                    leave=False,
+                )
+            state["bar"].update(1)
+            state["bar"].set_postfix(loss=f"{event['loss']:.3f}", img_s=f"{event['images_per_s']:.0f}")
+        elif kind == "epoch":
+            if state["bar"] is not None:
+                state["bar"].close()
+                state["bar"] = None
+            print(
+                f"epoch {event['epoch']}: train loss {event['train_loss']:.4f} acc {event['train_acc']:.2%} | "
+                f"test loss {event['test_loss']:.4f} acc {event['test_acc']:.2%} | {event['seconds']:.1f} s",
+                flush=True,
+            )
+        elif kind == "end" and state["bar"] is not None:
+            state["bar"].close()
+
+    return echo
+
+
+def cmd_train(args) -> int:
+    from resnet_core import engine, runs
+
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is not None and (run_dir / "config.json").is_file():
+        config = TrainConfig.load(run_dir / "config.json")
+    else:
+        config = config_from_args(args)
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            if run_dir is None:
+                raise ConfigError("Under torchrun, pass --run-dir DIR so all processes share one run directory.")
+            engine.setup_distributed()
+            if engine.world()[0] == 0:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                config.run_dir = str(run_dir)
+                config.save(run_dir / "config.json")
+                runs.write_status(run_dir, {"state": "queued"})
+            engine.dist.barrier()
+        elif run_dir is None:
+            run_dir = runs.create(config)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config.run_dir = str(run_dir)
+            config.save(run_dir / "config.json")
+            runs.write_status(run_dir, {"state": "queued"})
+    print(f"run directory: {run_dir}", flush=True)
+    result = runs.train_run(run_dir, resume=args.resume, echo=progress_printer())
+    if engine.world()[0] == 0:
+        best = max(result["history"], key=lambda r: r["test_acc"], default=None)
+        where = f"epoch {best['epoch']}" if best else "no epoch finished"
+        print(
+            f"{result['status']}: best test accuracy {result['best_acc']:.2%} ({where}) in "
+            f"{result['seconds']:.1f} s; weights: {run_dir / 'best.pt'}"
+        )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from resnet_core import predict
+
+    r = predict.evaluate_checkpoint(args.checkpoint, args.dataset, args.limit)
+    if args.json:
+        print(json.dumps({k: r[k] for k in ("dataset", "n", "acc", "loss", "per_class", "confusion", "classes")}))
+        return 0
+    print(f"{r['dataset']}: accuracy {r['acc']:.2%} on {r['n']} test images (loss {r['loss']:.4f})")
+    width = max(len(c) for c in r["classes"])
+    for name, acc in zip(r["classes"], r["per_class"]):
+        print(f"  {name:<{width}}  {acc:.2%}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    for row in r["confusion"]:
+        print("  " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from resnet_core import predict
+
+    predictor = predict.Predictor.from_checkpoint(args.checkpoint)
+    failed = 0
+    for result in predictor.predict_files(args.images, args.top_k):
+        failed += "error" in result
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False))
+        elif "error" in result:
+            print(f"{result['file']}: error: {result['error']}")
+        else:
+            tops = ", ".join(f"{t['label']} {t['prob']:.1%}" for t in result["top"])
+            print(f"{result['file']}: {tops}")
+    return 1 if failed == len(args.images) else 0
+
+
+def cmd_runs(args) -> int:
+    from resnet_core import runs
+
+    if args.action == "list":
+        rows = runs.list_runs()
+        if not rows:
+            print(f"no runs yet in {runs.runs_dir()}")
+        for r in rows:
+            acc = f"{r['best_acc']:.2%}" if r["best_acc"] is not None else "-"
+            print(f"{r['run']:<48} {r['state']:<9} best {acc:>7}  {r['dataset']} / {r['model']}")
+        return 0
+    if not args.run:
+        raise ConfigError(f"runs {args.action} needs a run name; `python -m resnet_core runs` lists them.")
+    run_dir = Path(args.run) if Path(args.run).is_dir() else runs.runs_dir() / args.run
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"No run {args.run!r} in {runs.runs_dir()}; `python -m resnet_core runs` lists them.")
+    {"stop": runs.stop, "resume": runs.resume, "delete": runs.delete}[args.action](run_dir)
+    print(f"{args.action}: {run_dir.name}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from resnet_core import data
+
+    if args.action == "add":
+        if not (args.name and args.path):
+            raise ConfigError("Usage: python -m resnet_core datasets add NAME PATH_OR_ZIP")
+        info = data.add_folder(args.name, args.path)
+        print(
+            f"added {info.name}: {len(info.classes)} classes, train {sum(info.counts['train'])} / "
+            f"test {sum(info.counts['test'])} images, {info.size} px"
+        )
+        for reason, n in (info.skipped or {}).items():
+            print(f"  skipped {n}: {reason}")
+        return 0
+    if args.action == "show":
+        print(json.dumps(data.describe(args.name).to_dict(), indent=1, ensure_ascii=False))
+        return 0
+    for name in data.list_datasets():
+        spec = data.get_spec(name)
+        here = "on disk" if data.is_present(name) else "download on first use"
+        print(f"{name:<16} {spec.kind:<12} {len(spec.classes):>3} classes  {spec.channels}x{spec.size}px  {here}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from resnet_core import models
+
+    for name in models.list_models():
+        spec = models.get_spec(name)
+        print(f"{name:<18} {spec.family:<12} {spec.description}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from resnet_core import export
+
+    out = export.export(args.checkpoint, args.format, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_core", description="ResNet Lab: train and use residual networks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (each bundled dataset has a preset)")
+    add_config_flags(p)
+    p.add_argument("--run-dir", help="run directory; an existing one with config.json is trained as configured")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", help="default: the dataset it was trained on")
+    p.add_argument("--limit", type=int, help="only the first N test images")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k labels for image files")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("runs", help="list runs, or stop / resume / delete one")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "stop", "resume", "delete"))
+    p.add_argument("run", nargs="?")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("datasets", help="list datasets, show one, or add a folder of images")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "show", "add"))
+    p.add_argument("name", nargs="?")
+    p.add_argument("path", nargs="?")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("models", help="list registered models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export", help="export weights as a plain state_dict (.pth) or ONNX")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=("pth", "onnx"), default="pth")
+    p.add_argument("--output", help="default: beside the checkpoint")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from resnet_core.checkpoints import CheckpointError
+    from resnet_core.data import DatasetUnavailable
+    from resnet_core.folders import FolderError
+    from resnet_core.models import WeightsUnavailable
+
+    try:
+        return args.func(args)
+    except (
+        ConfigError,
+        CheckpointError,
+        DatasetUnavailable,
+        FolderError,
+        WeightsUnavailable,
+        ValueError,
+        RuntimeError,
+    ) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

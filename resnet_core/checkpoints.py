@@ -1,0 +1,84 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict, as in torchvision's reference script: ``model`` (state_dict),
+``optimizer``, ``lr_scheduler``, ``epoch``, plus what a predictor needs without the dataset at
+hand: ``config``, ``classes``, ``mean``, ``std``, ``image_size``, ``in_channels`` and
+``metrics``. Only tensors, numbers, strings, lists and dicts go in, so the safe loader reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REQUIRED = ("model", "config", "classes", "mean", "std", "image_size", "in_channels")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message says why and what to do."""
+
+
+def _atomic(path: Path, write) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``.
+
+    A crash or a second reader never sees half a file: ``os.replace`` is atomic on POSIX
+    and Windows when source and target are on the same file system.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
+    _atomic(Path(path), lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a ResNet Lab checkpoint safely; raise :class:`CheckpointError` with a sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at {path}; pass the best.pt or last.pt of a run.")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # pickle, zip and unsafe-global errors all mean "not ours"
+        raise CheckpointError(
+            f"{path.name} is not a readable PyTorch checkpoint ({err.__class__.__name__}); "
+            "use a best.pt or last.pt written by ResNet Lab."
+        ) from err
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
+        raise CheckpointError(
+            f"{path.name} holds weights but not a ResNet Lab checkpoint (missing "
+            f"{', '.join(k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt)}); "
+            "load a plain state_dict through the transfer page or `get_model(...).load_state_dict`."
+        )
+    return ckpt
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a plain ``.pth`` state_dict (as the tutorials save them) or our checkpoint's weights."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path.name} is not a readable PyTorch weights file ({err}).") from err
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path.name} is not a state_dict (a dict of parameter names to tensors).")
+    return obj

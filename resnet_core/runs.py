@@ -1,0 +1,292 @@
+"""A run is a directory; the truth about it is on disk, so any browser or process can read it.
+
+    <lab>/runs/20261122-210455-mnist-sample-resnet20/
+        config.json    the TrainConfig, written before the process starts
+        status.json    state (queued/running/stopped/finished/failed), pid, progress; replaced atomically
+        metrics.jsonl  one JSON event per line: start, batch, epoch, end
+        best.pt        weights of the best test accuracy so far
+        last.pt        everything needed to resume, after every epoch and on stop
+        train.log      the process's own output
+        STOP           present when a stop was requested
+
+``launch`` starts ``python -m resnet_core train --run-dir DIR`` as its own process group
+(``torchrun`` when asked for several processes), so a closed browser or a restarted app
+does not end it; ``stop`` writes STOP and sends SIGTERM, and the engine stops after the
+current batch, saving ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from resnet_core import engine
+from resnet_core.checkpoints import atomic_write_text
+from resnet_core.config import TrainConfig
+from resnet_core.data import lab_home
+
+ACTIVE = ("queued", "running")
+STATUS_EVERY_S = 1.0  # how often batch events refresh status.json; the UI polls about this fast
+
+
+def runs_dir() -> Path:
+    return lab_home() / "runs"
+
+
+def create(config: TrainConfig) -> Path:
+    """Make a new run directory holding ``config.json`` and a queued status."""
+    config.validate()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = runs_dir() / f"{stamp}-{config.dataset}-{config.model}"
+    run_dir, n = base, 1
+    while True:
+        try:
+            run_dir.mkdir(parents=True)
+            break
+        except FileExistsError:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+    config.run_dir = str(run_dir)
+    config.save(run_dir / "config.json")
+    write_status(run_dir, {"state": "queued", "created": time.time()})
+    return run_dir
+
+
+def launch(config: TrainConfig, nproc: int = 1) -> Path:
+    """Create a run and start training it as its own process; return the run directory."""
+    run_dir = create(config)
+    spawn(run_dir, nproc=nproc)
+    return run_dir
+
+
+def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
+    cmd = [sys.executable, "-m", "resnet_core", "train", "--run-dir", str(run_dir)]
+    if resume:
+        cmd.append("--resume")
+    if nproc > 1:  # torchrun starts nproc copies and wires their process group
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd[1:]]
+    env = {**os.environ, "RESNET_LAB_HOME": str(lab_home()), "PYTHONUNBUFFERED": "1"}
+    with open(run_dir / "train.log", "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=os.getcwd(),
+        )
+    update_status(run_dir, pid=proc.pid, state="queued" if not resume else "resuming")
+    return proc.pid
+
+
+def resume(run_dir: Path, nproc: int = 1) -> int:
+    """Continue a stopped (or crashed) run from its ``last.pt``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.pt").is_file():
+        raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
+    if read_status(run_dir)["state"] in ACTIVE:
+        raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
+    (run_dir / "STOP").unlink(missing_ok=True)
+    return spawn(run_dir, resume=True, nproc=nproc)
+
+
+def stop(run_dir: Path) -> None:
+    """Ask a run to stop after its current batch: a STOP file, then SIGTERM to its group."""
+    run_dir = Path(run_dir)
+    (run_dir / "STOP").touch()
+    pid = read_status(run_dir).get("pid")
+    if pid and _alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGTERM)
+
+
+def delete(run_dir: Path) -> None:
+    run_dir = Path(run_dir)
+    if read_status(run_dir)["state"] in ACTIVE:
+        raise RuntimeError(f"{run_dir.name} is still running; stop it before deleting.")
+    shutil.rmtree(run_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Status and metrics on disk
+
+
+def write_status(run_dir: Path, status: dict[str, Any]) -> None:
+    atomic_write_text(Path(run_dir) / "status.json", json.dumps(status, indent=1))
+
+
+def update_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    status = _raw_status(run_dir)
+    status.update(fields, updated=time.time())
+    write_status(run_dir, status)
+    return status
+
+
+def _raw_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {"state": "unknown"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own exited child not yet reaped) still answers kill(0).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """status.json, with a run whose process died without saying so reported as ``failed``."""
+    status = _raw_status(run_dir)
+    on_this_host = status.get("host") in (None, socket.gethostname())
+    active = status.get("state") in (*ACTIVE, "resuming") and status.get("pid") and on_this_host
+    if active and not _alive(status["pid"]):
+        status["state"] = "failed"
+        status.setdefault("error", "The training process ended without a final status; see train.log.")
+    return status
+
+
+def read_metrics(run_dir: Path, types: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The events of metrics.jsonl; a half-written last line (mid-append) is ignored."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if types is None or event.get("type") in types:
+            events.append(event)
+    return events
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """One summary per run directory, newest first."""
+    rows = []
+    base = runs_dir()
+    for run_dir in sorted(base.iterdir(), reverse=True) if base.is_dir() else []:
+        if not (run_dir / "config.json").is_file():
+            continue
+        status = read_status(run_dir)
+        config = json.loads((run_dir / "config.json").read_text())
+        started, ended = status.get("started"), status.get("ended") or status.get("updated")
+        rows.append(
+            {
+                "run": run_dir.name,
+                "path": str(run_dir),
+                "dataset": config.get("dataset"),
+                "model": config.get("model"),
+                "epochs": config.get("epochs"),
+                "state": status.get("state"),
+                "epoch": status.get("epoch"),
+                "best_acc": status.get("best_acc"),
+                "seconds": round(ended - started, 1) if started and ended else None,
+                "has_best": (run_dir / "best.pt").is_file(),
+            }
+        )
+    return rows
+
+
+class RunRecorder:
+    """The engine's callback for a run directory: metrics.jsonl, status.json, train.log lines."""
+
+    def __init__(self, run_dir: Path, echo=None) -> None:
+        self.run_dir, self.echo = Path(run_dir), echo
+        self.metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.last_status = 0.0
+        self.started = time.time()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        event = {**event, "time": round(time.time(), 3)}
+        self.metrics.write(json.dumps(event) + "\n")
+        self.metrics.flush()
+        kind = event["type"]
+        if kind == "start":
+            self.total = event["epochs"] * event["steps"]
+            self.done_at_start = event["start_epoch"] * event["steps"] + event["start_step"]
+            update_status(
+                self.run_dir,
+                state="running",
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started=_raw_status(self.run_dir).get("started") or self.started,
+                device=event["device"],
+                epochs=event["epochs"],
+                steps=event["steps"],
+            )
+        elif kind == "batch" and time.time() - self.last_status >= STATUS_EVERY_S:
+            self.last_status = time.time()
+            done = event["epoch"] * event["steps"] + event["step"]
+            rate = (done - self.done_at_start) / max(time.time() - self.started, 1e-9)
+            update_status(
+                self.run_dir,
+                epoch=event["epoch"],
+                step=event["step"],
+                loss=event["loss"],
+                images_per_s=event["images_per_s"],
+                eta_s=round((self.total - done) / rate, 1) if rate > 0 else None,
+            )
+        elif kind == "epoch":
+            update_status(self.run_dir, epoch=event["epoch"], best_acc=event["best_acc"], test_acc=event["test_acc"])
+        elif kind == "end":
+            update_status(
+                self.run_dir,
+                state=event["status"],
+                ended=time.time(),
+                best_acc=event["best_acc"],
+                eta_s=0 if event["status"] == "finished" else None,
+            )
+        if self.echo:
+            self.echo(event)
+
+    def close(self) -> None:
+        self.metrics.close()
+
+
+def stop_checker(run_dir: Path):
+    """A ``should_stop`` for the engine: true after SIGTERM/SIGINT or once STOP exists."""
+    flag = {"stop": False}
+
+    def on_signal(signum, frame):
+        flag["stop"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    stop_file = Path(run_dir) / "STOP"
+    return lambda: flag["stop"] or stop_file.exists()
+
+
+def train_run(run_dir: Path, resume: bool = False, echo=None) -> dict[str, Any]:
+    """Train the run in ``run_dir`` in this process (what ``launch`` starts)."""
+    run_dir = Path(run_dir)
+    config = TrainConfig.load(run_dir / "config.json")
+    config.run_dir = str(run_dir)
+    recorder = RunRecorder(run_dir, echo)
+    try:
+        return engine.fit(config, callback=recorder, should_stop=stop_checker(run_dir), resume=resume)
+    except BaseException as err:
+        if engine.world()[0] == 0:
+            update_status(run_dir, state="failed", ended=time.time(), error=f"{err.__class__.__name__}: {err}")
+        raise
+    finally:
+        recorder.close()

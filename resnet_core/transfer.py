@@ -1,0 +1,100 @@
+"""Transfer learning: find and replace a model's head, load a backbone without it, freeze.
+
+torchvision has the models and the weights but no "replace the classifier" or "freeze all but
+the last stage" API (timm's ``reset_classifier`` is the model for the first), hence this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resnet_core import models
+from resnet_core.checkpoints import load_state_dict_file
+
+HEAD_NAMES = ("fc", "classifier", "head")
+
+
+def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The final linear layer's dotted name: ResNet ``fc``, VGG-style ``classifier[-1]``, ``head``."""
+    for name in HEAD_NAMES:
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Sequential):
+            idx = max(i for i, m in enumerate(head) if isinstance(m, nn.Linear))
+            return f"{name}.{idx}", head[idx]
+        if isinstance(head, nn.Linear):
+            return name, head
+    raise ValueError(f"{type(model).__name__} has no linear head named {', '.join(HEAD_NAMES)}.")
+
+
+def replace_head(model: nn.Module, num_classes: int) -> tuple[str, str]:
+    """Swap the head for a fresh ``Linear(in_features, num_classes)``; return (before, after)."""
+    name, old = find_head(model)
+    new = nn.Linear(old.in_features, num_classes)
+    parent = model
+    *path, last = name.split(".")
+    for part in path:
+        parent = getattr(parent, part)
+    if last.isdigit():
+        parent[int(last)] = new
+    else:
+        setattr(parent, last, new)
+    return f"{name}: {old}", f"{name}: {new}"
+
+
+def load_backbone(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Load every weight whose name and shape match, except the head's.
+
+    A 3-channel first conv meeting a 1-channel model is summed over its input channels, so a
+    gray image gives what its RGB copy would. Returns the keys loaded, skipped and missing.
+    """
+    head, _ = find_head(model)
+    own = model.state_dict()
+    loaded, skipped = {}, []
+    for key, value in state.items():
+        if key.startswith(head + ".") or key not in own:
+            skipped.append(key)
+        elif value.shape == own[key].shape:
+            loaded[key] = value
+        elif (
+            value.ndim == 4
+            and value.shape[1] == 3
+            and own[key].shape[1] == 1
+            and value.shape[0] == own[key].shape[0]
+            and value.shape[2:] == own[key].shape[2:]
+        ):
+            loaded[key] = value.sum(dim=1, keepdim=True)
+        else:
+            skipped.append(key)
+    model.load_state_dict(loaded, strict=False)
+    return {"loaded": sorted(loaded), "skipped": sorted(skipped), "missing": sorted(k for k in own if k not in loaded)}
+
+
+def last_stage(model: nn.Module) -> str:
+    """The deepest ``layerN`` (layer4 in torchvision ResNets, layer3 in the CIFAR ones)."""
+    stages = [name for name, _ in model.named_children() if name.startswith("layer")]
+    if not stages:
+        raise ValueError(f"{type(model).__name__} has no layerN stages to train on their own.")
+    return max(stages, key=lambda n: int(n[5:]))
+
+
+def set_trainable(model: nn.Module, mode: str) -> tuple[int, int]:
+    """``all``, ``last-stage`` (deepest stage + head) or ``head``; return (trainable, total)."""
+    keep = {"all": None, "head": [find_head(model)[0]], "last-stage": [last_stage(model), find_head(model)[0]]}[mode]
+    for name, p in model.named_parameters():
+        p.requires_grad = keep is None or any(name.startswith(k + ".") for k in keep)
+    return models.count_parameters(model, trainable_only=True), models.count_parameters(model)
+
+
+def prepare_model(config, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """Build ``config.model`` for the data, start from ``config.pretrained``, set what trains."""
+    if config.pretrained == "imagenet":
+        model = models.get_model(config.model, num_classes, in_channels, image_size, pretrained=True)
+    else:
+        model = models.get_model(config.model, num_classes, in_channels, image_size)
+        if config.pretrained:
+            load_backbone(model, load_state_dict_file(Path(config.pretrained)))
+    set_trainable(model, config.trainable)
+    return model

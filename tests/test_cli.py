@@ -1,0 +1,108 @@
+"""The command line end to end, in subprocesses, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import onnx
+import torch
+
+from resnet_core import models
+from tests.conftest import digit_png
+
+
+def cli(*args, env_home, check=True):
+    env = {"RESNET_LAB_HOME": str(env_home), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnet_core", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc
+
+
+def test_train_predict_evaluate_export_end_to_end(tmp_path):
+    home = tmp_path / "lab"
+    run_dir = tmp_path / "run"
+    out = cli(
+        "train",
+        "--dataset",
+        "mnist-sample",
+        "--model",
+        "mini_residual",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+        "--schedule",
+        "none",
+        "--max-train-batches",
+        "40",
+        "--max-test-images",
+        "300",
+        "--run-dir",
+        run_dir,
+        env_home=home,
+    ).stdout
+    last = out.strip().splitlines()[-1]
+    assert "best test accuracy" in last and str(run_dir / "best.pt") in last
+    assert {"config.json", "status.json", "metrics.jsonl", "best.pt", "last.pt"} <= {p.name for p in run_dir.iterdir()}
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+
+    good = [digit_png(tmp_path, i)[0] for i in range(3)]
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    proc = cli(
+        "predict",
+        "--checkpoint",
+        run_dir / "best.pt",
+        good[0],
+        bad,
+        good[1],
+        good[2],
+        "--top-k",
+        "3",
+        "--json",
+        env_home=home,
+    )
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(p) for p in (good[0], bad, good[1], good[2])]
+    assert "error" in lines[1] and "not a readable image" in lines[1]["error"]
+    for line in (lines[0], lines[2], lines[3]):
+        assert len(line["top"]) == 3 and 0 <= line["top"][0]["prob"] <= 1
+        assert line["top"][0]["prob"] >= line["top"][1]["prob"]
+
+    ev = cli("evaluate", "--checkpoint", run_dir / "best.pt", "--limit", "300", env_home=home).stdout
+    assert "accuracy" in ev and "confusion matrix" in ev and "9 - nine" in ev
+
+    cli("export", "--checkpoint", run_dir / "best.pt", "--format", "pth", "--output", tmp_path / "w.pth", env_home=home)
+    model = models.get_model("mini_residual", num_classes=10, in_channels=1, image_size=28)
+    model.load_state_dict(torch.load(tmp_path / "w.pth"))  # as the tutorials do
+    cli(
+        "export",
+        "--checkpoint",
+        run_dir / "best.pt",
+        "--format",
+        "onnx",
+        "--output",
+        tmp_path / "w.onnx",
+        env_home=home,
+    )
+    onnx.checker.check_model(onnx.load(str(tmp_path / "w.onnx")))
+
+    listing = cli("runs", env_home=home).stdout
+    assert "no runs yet" in listing  # --run-dir outside the lab home is not listed there
+
+
+def test_listing_commands_and_user_errors(tmp_path):
+    home = tmp_path / "lab"
+    assert "resnet110" in cli("models", env_home=home).stdout
+    assert "mnist-sample" in cli("datasets", env_home=home).stdout
+    shown = json.loads(cli("datasets", "show", "fashion-sample", env_home=home).stdout)
+    assert shown["counts"]["test"] == [200] * 10
+    proc = cli("train", "--dataset", "nope", env_home=home, check=False)
+    assert proc.returncode == 2 and "choose one of: mnist-sample" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("predict", "--checkpoint", tmp_path / "missing.pt", "x.png", env_home=home, check=False)
+    assert proc.returncode == 2 and "No checkpoint" in proc.stderr

@@ -1,0 +1,115 @@
+"""The engine: learning beats chance, best.pt is what it says, resume and stop are exact."""
+
+import pytest
+import torch
+
+from resnet_core import engine, predict
+from resnet_core.checkpoints import load_checkpoint
+from resnet_core.config import TrainConfig
+
+
+def small(tmp_path, name="run", **kw) -> TrainConfig:
+    base = dict(
+        dataset="mnist-sample",
+        model="resnet20",
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        max_train_batches=12,
+        max_test_images=200,
+        run_dir=str(tmp_path / name),
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def test_two_epochs_on_a_subset_beat_chance_and_best_pt_reproduces_its_accuracy(lab, trained_run):
+    ckpt = load_checkpoint(trained_run / "best.pt")
+    best = ckpt["metrics"]["best_acc"]
+    assert best > 0.7, f"2 short epochs should be far above 10 % chance, got {best:.1%}"
+    assert [row["epoch"] for row in ckpt["history"]] == [1, 2]
+    again = predict.evaluate_checkpoint(trained_run / "best.pt", limit=500)
+    assert again["acc"] == pytest.approx(ckpt["metrics"]["test_acc"], abs=1e-9)
+    assert ckpt["classes"][0] == "0 - zero" and ckpt["in_channels"] == 1 and ckpt["image_size"] == 28
+
+
+def test_checkpoint_loads_with_weights_only(trained_run):
+    obj = torch.load(trained_run / "last.pt", weights_only=True)
+    assert obj["config"]["model"] == "resnet20" and "optimizer" in obj and "lr_scheduler" in obj
+
+
+def test_same_seed_gives_the_same_numbers(lab, tmp_path):
+    a = engine.fit(small(tmp_path, "a", epochs=1, max_train_batches=5))
+    b = engine.fit(small(tmp_path, "b", epochs=1, max_train_batches=5))
+    assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
+    assert a["history"][0]["test_acc"] == b["history"][0]["test_acc"]
+
+
+def test_stop_then_resume_equals_an_unbroken_run(lab, tmp_path):
+    unbroken = engine.fit(small(tmp_path, "unbroken"))
+    config = small(tmp_path, "broken")
+    calls = {"n": 0}
+
+    def stop_after_seven():
+        calls["n"] += 1
+        return calls["n"] == 7
+
+    first = engine.fit(config, should_stop=stop_after_seven)
+    assert first["status"] == "stopped" and first["epochs_done"] == 0
+    last = load_checkpoint(tmp_path / "broken" / "last.pt")
+    assert (last["epoch"], last["next_step"]) == (0, 7)
+
+    events = []
+    second = engine.fit(config, callback=events.append, resume=True)
+    assert events[0]["start_epoch"] == 0 and events[0]["start_step"] == 7
+    assert second["status"] == "finished" and [r["epoch"] for r in second["history"]] == [1, 2]
+    a = unbroken["model"].state_dict()
+    b = second["model"].state_dict()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key
+    assert second["history"][-1]["test_acc"] == pytest.approx(unbroken["history"][-1]["test_acc"])
+    opt_unbroken = load_checkpoint(tmp_path / "unbroken" / "last.pt")["optimizer"]
+    opt_resumed = load_checkpoint(tmp_path / "broken" / "last.pt")["optimizer"]
+    momentum = [s["momentum_buffer"] for s in opt_unbroken["state"].values()]
+    assert all(
+        torch.allclose(x, y, atol=1e-5)
+        for x, y in zip(momentum, [s["momentum_buffer"] for s in opt_resumed["state"].values()])
+    )
+
+
+def test_resume_after_a_finished_epoch_starts_the_next(lab, tmp_path):
+    config = small(tmp_path, epochs=2)
+    calls = {"n": 0}
+
+    def stop_at_epoch_end():
+        calls["n"] += 1
+        return calls["n"] == 12  # the last batch of epoch 1
+
+    first = engine.fit(config, should_stop=stop_at_epoch_end)
+    assert first["status"] == "stopped" and first["epochs_done"] == 1
+    events = []
+    engine.fit(config, callback=events.append, resume=True)
+    assert (events[0]["start_epoch"], events[0]["start_step"]) == (1, 0)
+
+
+def test_augment_translates_and_flips_per_image():
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).view(2, 1, 5, 5) + 1
+    g = torch.Generator().manual_seed(0)
+    y = engine.augment(x, "crop", 1, g)
+    assert y.shape == x.shape
+    for i in range(2):  # each output is the input shifted by at most one pixel, zero-filled
+        assert any(
+            torch.equal(y[i, 0], torch.nn.functional.pad(x[i, 0], (1, 1, 1, 1))[r : r + 5, c : c + 5])
+            for r in range(3)
+            for c in range(3)
+        )
+    flipped = engine.augment(x, "flip", 0, torch.Generator().manual_seed(1))
+    for i in range(2):
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+
+
+def test_evaluate_confusion_matrix_adds_up(lab, trained_run):
+    result = predict.evaluate_checkpoint(trained_run / "best.pt", limit=300)
+    confusion = torch.tensor(result["confusion"])
+    assert confusion.sum() == result["n"] == 300
+    assert confusion.diag().sum() / 300 == pytest.approx(result["acc"])
+    assert len(result["per_class"]) == 10 and len(result["predictions"]) == 300

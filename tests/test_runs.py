@@ -1,0 +1,77 @@
+"""Runs as directories and processes: launch, list, stop for real, resume, and crash detection."""
+
+import json
+import time
+
+import pytest
+
+from resnet_core import runs
+from resnet_core.checkpoints import load_checkpoint
+from resnet_core.config import TrainConfig
+
+
+def wait_for(predicate, timeout=90.0, every=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def test_launch_stop_resume_a_real_process(lab):
+    config = TrainConfig(
+        dataset="mnist-sample",
+        model="mini_residual",
+        epochs=3,
+        batch_size=16,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="none",
+        max_train_batches=400,
+        max_test_images=200,
+    )
+    run_dir = runs.launch(config)
+    assert json.loads((run_dir / "config.json").read_text())["run_dir"] == str(run_dir)
+    assert wait_for(lambda: len(runs.read_metrics(run_dir, ("batch",))) >= 3), (run_dir / "train.log").read_text()
+    assert runs.read_status(run_dir)["state"] == "running"
+    assert [r["state"] for r in runs.list_runs()] == ["running"]
+
+    runs.stop(run_dir)
+    pid = runs.read_status(run_dir)["pid"]
+    assert wait_for(lambda: not runs._alive(pid), timeout=60), "the training process did not end"
+    status = runs.read_status(run_dir)
+    assert status["state"] == "stopped", status
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last["epoch"] == 0 and 0 < last["next_step"] < 400
+
+    runs.resume(run_dir)
+    with pytest.raises(RuntimeError, match="still running"):
+        runs.delete(run_dir)
+    starts = lambda: [e for e in runs.read_metrics(run_dir, ("start",))]  # noqa: E731
+    assert wait_for(lambda: len(starts()) == 2)
+    assert starts()[1]["start_step"] == last["next_step"]
+    runs.stop(run_dir)
+    assert wait_for(lambda: runs.read_status(run_dir)["state"] in ("stopped", "finished", "failed"), timeout=60)
+    assert runs.read_status(run_dir)["state"] == "stopped"
+    runs.delete(run_dir)
+    assert not run_dir.exists()
+
+
+def test_a_process_that_died_silently_is_reported_failed(lab):
+    run_dir = runs.create(TrainConfig())
+    runs.update_status(run_dir, state="running", pid=2**22 + 12345)  # no such process
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and "train.log" in status["error"]
+
+
+def test_resume_without_last_pt_is_a_sentence(lab):
+    run_dir = runs.create(TrainConfig())
+    with pytest.raises(RuntimeError, match="no last.pt"):
+        runs.resume(run_dir)
+
+
+def test_metrics_reader_ignores_a_half_written_line(lab):
+    run_dir = runs.create(TrainConfig())
+    (run_dir / "metrics.jsonl").write_text('{"type": "start"}\n{"type": "batch", "lo')
+    assert runs.read_metrics(run_dir) == [{"type": "start"}]
