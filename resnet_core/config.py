@@ -35,14 +35,14 @@ class TrainConfig:
 
     dataset: str = "mnist-sample"
     model: str = "resnet20"
-    epochs: int = 4  # full passes over the training split
-    batch_size: int = 128  # images per optimizer step (per process under torchrun)
+    epochs: int = 5  # full passes over the training split
+    batch_size: int = 64  # images per optimizer step (per process under torchrun)
     optimizer: str = "sgd"
     lr: float = 0.1  # peak learning rate (one-cycle) or initial rate (others)
     momentum: float = 0.9  # SGD momentum; Adam's beta1 is left at its default
     schedule: str = "onecycle"
     weight_decay: float = 5e-4  # L2 on conv/linear weights; batch-norm and biases are exempt
-    label_smoothing: float = 0.0  # as in torch.nn.CrossEntropyLoss
+    label_smoothing: float = 0.1  # as in torch.nn.CrossEntropyLoss
     augment: str = "crop"  # batch-level: random translate by up to `pad` px, optional h-flip
     pad: int = 2  # pixels of translation for the "crop" augmentation
     seed: int = 0

@@ -76,7 +76,7 @@ def batch_indices(n: int, batch_size: int, seed: int, epoch: int, drop_last: boo
     return [order[s : s + step][rank::size] for s in range(0, full, step) if len(order[s : s + step][rank::size])]
 
 
-def fetch(data: data_mod.LabData, idx: torch.Tensor, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def fetch(data: data_mod.LabData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images and int64 labels for the given rows (folders decode their files here)."""
     if data.images is not None:
         return data.images[idx], data.targets[idx]
@@ -105,9 +105,10 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 
 
 def augment(x: torch.Tensor, kind: str, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to ``pad`` px (zero fill) and/or horizontal flip, per image.
+    """Random translation by up to ``pad`` px and/or horizontal flip, per image, on uint8 pixels.
 
-    Done as one gather over the batch rather than a Python loop of crops.
+    Done before normalisation so the fill is black (0), as the padding of the real images is,
+    and as one gather over the batch rather than a Python loop of crops.
     """
     b, _, h, w = x.shape
     if "crop" in kind and pad > 0:
@@ -206,7 +207,7 @@ def train_one_epoch(
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step)
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        x = augment(normalize(x, mean, std), config.augment, config.pad, g)
+        x = normalize(augment(x, config.augment, config.pad, g), mean, std)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
@@ -234,7 +235,7 @@ def train_one_epoch(
                 }
             )
         window = now
-        if should_stop and should_stop():
+        if _agree_to_stop(should_stop):
             return {**sums, "stopped": True, "next_step": step + 1, "steps": steps}
     return {**sums, "stopped": False, "next_step": steps, "steps": steps}
 
@@ -282,33 +283,18 @@ def evaluate(
     return result
 
 
+def _agree_to_stop(should_stop: Callable[[], bool] | None) -> bool:
+    """Under torchrun every process must stop at the same batch, or the next all-reduce hangs."""
+    stop = bool(should_stop and should_stop())
+    if world()[1] > 1:
+        flag = torch.tensor([int(stop)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
+
+
 # ---------------------------------------------------------------------------------------------
 # fit
-
-
-def _checkpoint(
-    model, optimizer, scheduler, config, train, mean, std, size, epoch, next_step, partial, history, best_acc
-) -> dict[str, Any]:
-    module = model.module if hasattr(model, "module") else model
-    return {
-        "model": module.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "epoch": epoch,  # the epoch this checkpoint is inside of, or has just finished
-        "next_step": next_step,  # batches of that epoch already done; == steps when finished
-        "partial": partial,
-        "config": config.to_dict(),
-        "dataset": config.dataset,
-        "arch": config.model,
-        "classes": list(train.classes),
-        "mean": list(mean),
-        "std": list(std),
-        "image_size": size,
-        "in_channels": train.channels,
-        "history": history,
-        "metrics": {"best_acc": best_acc, **(history[-1] if history else {})},
-        "versions": {"torch": torch.__version__},
-    }
 
 
 def setup_distributed() -> None:
@@ -318,6 +304,33 @@ def setup_distributed() -> None:
         dist.init_process_group(backend)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def checkpoint_meta(config: TrainConfig, train: data_mod.LabData, mean, std, side: int) -> dict[str, Any]:
+    """What a predictor needs without the dataset at hand; the same in every checkpoint of a run."""
+    return {
+        "config": config.to_dict(),
+        "dataset": config.dataset,
+        "arch": config.model,
+        "classes": list(train.classes),
+        "mean": list(mean),
+        "std": list(std),
+        "image_size": side,
+        "in_channels": train.channels,
+        "versions": {"torch": str(torch.__version__)},
+    }
+
+
+def restore(run_dir: Path | None, model, optimizer, scheduler, device) -> dict[str, Any]:
+    """Load ``last.pt`` into model, optimizer and schedule; return where training stopped."""
+    if run_dir is None or not (run_dir / "last.pt").is_file():
+        raise RuntimeError(f"Nothing to resume: {run_dir} has no last.pt; start a new run instead.")
+    ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None and ckpt["lr_scheduler"] is not None:
+        scheduler.load_state_dict(ckpt["lr_scheduler"])
+    return ckpt
 
 
 def fit(
@@ -342,7 +355,7 @@ def fit(
     stats = torch.tensor([mean, std], device=device).view(2, 1, -1, 1, 1)
     side = input_size(config, train)
     if side != train.size:
-        train, test = _resized(train, side), _resized(test, side)
+        train, test = resize_split(train, side), resize_split(test, side)
 
     model = build_model(config, train).to(device).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config, model)
@@ -353,40 +366,31 @@ def fit(
     run_dir = Path(config.run_dir) if config.run_dir else None
     start_epoch, start_step, partial, history, best_acc = 0, 0, None, [], 0.0
     if resume:
-        if run_dir is None or not (run_dir / "last.pt").is_file():
-            raise RuntimeError(f"Nothing to resume: {run_dir} has no last.pt; start a new run instead.")
-        ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt["lr_scheduler"] is not None:
-            scheduler.load_state_dict(ckpt["lr_scheduler"])
+        ckpt = restore(run_dir, model, optimizer, scheduler, device)
         history, best_acc = ckpt["history"], ckpt["metrics"]["best_acc"]
         start_epoch, start_step, partial = ckpt["epoch"], ckpt["next_step"], ckpt["partial"]
         if start_step >= steps:
             start_epoch, start_step, partial = start_epoch + 1, 0, None
+    module = model
     if size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    meta = checkpoint_meta(config, train, mean, std, side)
 
-    def save(name: str, epoch: int, next_step: int, part) -> None:
+    def save(name: str, epoch: int, next_step: int, part: dict | None = None) -> None:
+        """``epoch`` is the epoch the weights are in; ``next_step`` its batches done."""
         if rank == 0 and run_dir is not None:
-            save_checkpoint(
-                _checkpoint(
-                    model,
-                    optimizer,
-                    scheduler,
-                    config,
-                    train,
-                    mean,
-                    std,
-                    side,
-                    epoch,
-                    next_step,
-                    part,
-                    history,
-                    best_acc,
-                ),
-                run_dir / name,
-            )
+            ckpt = {
+                **meta,
+                "model": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "epoch": epoch,
+                "next_step": next_step,
+                "partial": part,
+                "history": history,
+                "metrics": {"best_acc": best_acc, **(history[-1] if history else {})},
+            }
+            save_checkpoint(ckpt, run_dir / name)
 
     emit(
         {
@@ -421,8 +425,7 @@ def fit(
         )
         start_step, partial = 0, None
         if out["stopped"] and out["next_step"] < out["steps"]:
-            part = {k: out[k] for k in ("loss", "correct", "seen")}
-            save("last.pt", epoch, out["next_step"], part)
+            save("last.pt", epoch, out["next_step"], {k: out[k] for k in ("loss", "correct", "seen")})
             stopped = True
             break
         result = evaluate(model, test, device, stats)
@@ -439,8 +442,8 @@ def fit(
         improved = len(history) == 1 or result["acc"] > best_acc
         if improved:
             best_acc = result["acc"]
-            save("best.pt", epoch, out["steps"], None)
-        save("last.pt", epoch, out["steps"], None)
+            save("best.pt", epoch, out["steps"])
+        save("last.pt", epoch, out["steps"])
         emit({"type": "epoch", **row, "best_acc": best_acc, "improved": improved})
         if out["stopped"]:
             stopped = epoch + 1 < config.epochs
@@ -454,10 +457,10 @@ def fit(
         "best_path": str(run_dir / "best.pt") if run_dir else None,
     }
     emit(summary)
-    return {**summary, "history": history, "model": model}
+    return {**summary, "history": history, "model": module}
 
 
-def _resized(d: data_mod.LabData, side: int) -> data_mod.LabData:
+def resize_split(d: data_mod.LabData, side: int) -> data_mod.LabData:
     """Resize an in-memory split once (folders resize per image as they load)."""
     if d.images is None:
         return data_mod.LabData(d.name, d.split, d.classes, d.channels, side, d.targets, files=d.files)

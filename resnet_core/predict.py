@@ -188,7 +188,7 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, limit: int
             f"{len(ckpt['classes'])} ({ckpt['dataset']}); evaluate it on {ckpt['dataset']}."
         )
     if test.size != ckpt["image_size"]:
-        test = engine._resized(test, ckpt["image_size"])
+        test = engine.resize_split(test, ckpt["image_size"])
     stats = torch.tensor([ckpt["mean"], ckpt["std"]]).view(2, 1, -1, 1, 1)
     result = engine.evaluate(build_from_checkpoint(ckpt), test, torch.device("cpu"), stats, return_predictions=True)
     result.update(classes=ckpt["classes"], dataset=dataset, targets=test.targets.tolist())

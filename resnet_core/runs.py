@@ -35,7 +35,7 @@ from resnet_core.checkpoints import atomic_write_text
 from resnet_core.config import TrainConfig
 from resnet_core.data import lab_home
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "resuming", "running")
 STATUS_EVERY_S = 1.0  # how often batch events refresh status.json; the UI polls about this fast
 
 
@@ -75,18 +75,22 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
         cmd.append("--resume")
     if nproc > 1:  # torchrun starts nproc copies and wires their process group
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd[1:]]
-    env = {**os.environ, "RESNET_LAB_HOME": str(lab_home()), "PYTHONUNBUFFERED": "1"}
+    package_parent = str(Path(__file__).resolve().parent.parent)  # importable from any cwd
+    pythonpath = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "RESNET_LAB_HOME": str(lab_home()), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
+    update_status(run_dir, state="resuming" if resume else "queued")
     with open(run_dir / "train.log", "ab") as log:
         proc = subprocess.Popen(
             cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: stop() signals the whole group
             env=env,
             cwd=os.getcwd(),
         )
-    update_status(run_dir, pid=proc.pid, state="queued" if not resume else "resuming")
+    # The child needs seconds to import torch before its first status write; this is first.
+    update_status(run_dir, pid=proc.pid)
     return proc.pid
 
 
@@ -158,7 +162,7 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     """status.json, with a run whose process died without saying so reported as ``failed``."""
     status = _raw_status(run_dir)
     on_this_host = status.get("host") in (None, socket.gethostname())
-    active = status.get("state") in (*ACTIVE, "resuming") and status.get("pid") and on_this_host
+    active = status.get("state") in ACTIVE and status.get("pid") and on_this_host
     if active and not _alive(status["pid"]):
         status["state"] = "failed"
         status.setdefault("error", "The training process ended without a final status; see train.log.")

@@ -106,3 +106,23 @@ def test_listing_commands_and_user_errors(tmp_path):
     assert proc.returncode == 2 and "choose one of: mnist-sample" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("predict", "--checkpoint", tmp_path / "missing.pt", "x.png", env_home=home, check=False)
     assert proc.returncode == 2 and "No checkpoint" in proc.stderr
+
+
+def test_two_processes_under_torchrun_share_one_run(tmp_path):
+    """torchrun on CPU (gloo): both ranks train, rank 0 alone writes the run directory."""
+    run_dir = tmp_path / "ddp"
+    env = {"RESNET_LAB_HOME": str(tmp_path / "lab"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "resnet_core",
+           "train", "--dataset", "mnist-sample", "--model", "mini_residual", "--epochs", "1", "--optimizer", "adam",
+           "--lr", "0.002", "--schedule", "none", "--max-train-batches", "20", "--max-test-images", "300",
+           "--run-dir", str(run_dir)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    start = next(e for e in events if e["type"] == "start")
+    assert start["world_size"] == 2
+    assert len([e for e in events if e["type"] == "batch"]) == 20  # rank 0 alone reports
+    end = next(e for e in events if e["type"] == "end")
+    assert end["status"] == "finished" and end["best_acc"] > 0.5
+    ckpt = torch.load(run_dir / "best.pt", weights_only=True)
+    assert ckpt["history"][0]["test_acc"] == end["best_acc"]  # evaluation summed over both ranks' shares

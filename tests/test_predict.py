@@ -45,7 +45,7 @@ def test_unusual_image_modes_are_accepted(mode):
     base.paste((0, 0, 0), (20, 10, 30, 30))
     buf = io.BytesIO()
     if mode == "I;16":
-        image = Image.fromarray((np.asarray(base.convert("L")) * 257).astype(np.uint16))
+        image = Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)
     else:
         image = base.convert(mode)
     image.save(buf, format="TIFF" if mode in ("I;16", "CMYK") else "PNG")
