@@ -82,7 +82,12 @@ def last_stage(model: nn.Module) -> str:
 
 def set_trainable(model: nn.Module, mode: str) -> tuple[int, int]:
     """``all``, ``last-stage`` (deepest stage + head) or ``head``; return (trainable, total)."""
-    keep = {"all": None, "head": [find_head(model)[0]], "last-stage": [last_stage(model), find_head(model)[0]]}[mode]
+    if mode == "all":
+        keep = None
+    elif mode == "head":
+        keep = [find_head(model)[0]]
+    else:
+        keep = [last_stage(model), find_head(model)[0]]
     for name, p in model.named_parameters():
         p.requires_grad = keep is None or any(name.startswith(k + ".") for k in keep)
     return models.count_parameters(model, trainable_only=True), models.count_parameters(model)

@@ -112,10 +112,34 @@ def test_two_processes_under_torchrun_share_one_run(tmp_path):
     """torchrun on CPU (gloo): both ranks train, rank 0 alone writes the run directory."""
     run_dir = tmp_path / "ddp"
     env = {"RESNET_LAB_HOME": str(tmp_path / "lab"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "resnet_core",
-           "train", "--dataset", "mnist-sample", "--model", "mini_residual", "--epochs", "1", "--optimizer", "adam",
-           "--lr", "0.002", "--schedule", "none", "--max-train-batches", "20", "--max-test-images", "300",
-           "--run-dir", str(run_dir)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "resnet_core",
+        "train",
+        "--dataset",
+        "mnist-sample",
+        "--model",
+        "mini_residual",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+        "--schedule",
+        "none",
+        "--max-train-batches",
+        "20",
+        "--max-test-images",
+        "300",
+        "--run-dir",
+        str(run_dir),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

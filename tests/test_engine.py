@@ -113,3 +113,33 @@ def test_evaluate_confusion_matrix_adds_up(lab, trained_run):
     assert confusion.sum() == result["n"] == 300
     assert confusion.diag().sum() / 300 == pytest.approx(result["acc"])
     assert len(result["per_class"]) == 10 and len(result["predictions"]) == 300
+
+
+def test_training_on_a_folder_of_images_with_loader_workers(lab, tmp_path):
+    from resnet_core import data
+    from tests.test_data import make_folder
+
+    data.add_folder("animals", make_folder(tmp_path / "animals", per_class=12))
+    config = TrainConfig(
+        dataset="animals",
+        model="resnet18",
+        epochs=2,
+        batch_size=8,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="none",
+        augment="crop+flip",
+        pad=2,
+        workers=2,
+        run_dir=str(tmp_path / "f"),
+    )
+    events = []
+    result = engine.fit(config, callback=events.append)
+    assert result["status"] == "finished" and len(result["history"]) == 2
+    counts = data.describe("animals").counts
+    assert (events[0]["train_images"], events[0]["test_images"]) == (sum(counts["train"]), sum(counts["test"]))
+    assert all(0 < row["train_loss"] < 10 for row in result["history"])
+    predictor = predict.Predictor.from_checkpoint(tmp_path / "f" / "best.pt")
+    assert predictor.style == "natural" and predictor.classes == ["cat", "dog", "fox"]
+    top = predictor.top_k(predictor.prepare(data.load_dataset("animals", "test").files[0]), 2)
+    assert len(top) == 2 and top[0]["label"] in predictor.classes
