@@ -61,7 +61,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def progress_printer():
-    """A tqdm bar per epoch plus one line per finished epoch."""
+    """A tqdm bar per epoch on a terminal, plus one line per finished epoch."""
     from tqdm import tqdm
 
     state = {"bar": None}
@@ -82,6 +82,7 @@ def progress_printer():
                     desc=f"epoch {event['epoch'] + 1}",
                     unit="batch",
                     leave=False,
+                    disable=not sys.stderr.isatty(),  # a launched run's train.log gets epoch lines only
                 )
             state["bar"].update(1)
             state["bar"].set_postfix(loss=f"{event['loss']:.3f}", img_s=f"{event['images_per_s']:.0f}")
