@@ -128,7 +128,9 @@ def cmd_train(args) -> int:
             runs.write_status(run_dir, {"state": "queued"})
     print(f"run directory: {run_dir}", flush=True)
     result = runs.train_run(run_dir, resume=args.resume, echo=progress_printer())
-    if engine.world()[0] == 0:
+    rank = engine.world()[0]
+    engine.teardown_distributed()
+    if rank == 0:
         best = max(result["history"], key=lambda r: r["test_acc"], default=None)
         where = f"epoch {best['epoch']}" if best else "no epoch finished"
         print(

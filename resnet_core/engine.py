@@ -333,6 +333,13 @@ def restore(run_dir: Path | None, model, optimizer, scheduler, device) -> dict[s
     return ckpt
 
 
+def teardown_distributed() -> None:
+    """Leave the process group together; a rank exiting alone aborts gloo's threads (SIGABRT)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def fit(
     config: TrainConfig,
     callback: Callback | None = None,

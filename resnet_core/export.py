@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -34,3 +35,10 @@ def export(checkpoint: str | Path, fmt: str = "pth", output: str | Path | None =
         dynamo=False,
     )
     return out
+
+
+def state_dict_bytes(checkpoint: str | Path) -> bytes:
+    """The plain state_dict of a checkpoint as ``.pth`` bytes, for a download button."""
+    buffer = io.BytesIO()
+    torch.save(load_checkpoint(checkpoint)["model"], buffer)
+    return buffer.getvalue()

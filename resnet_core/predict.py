@@ -193,3 +193,26 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, limit: int
     result = engine.evaluate(build_from_checkpoint(ckpt), test, torch.device("cpu"), stats, return_predictions=True)
     result.update(classes=ckpt["classes"], dataset=dataset, targets=test.targets.tolist())
     return result
+
+
+def gallery(predictor: Predictor, n: int = 32) -> dict:
+    """The first ``n`` test images of the checkpoint's dataset, predicted vs actual."""
+    test = data_mod.load_dataset(predictor.dataset, "test").subset(n)
+    if test.size != predictor.size:
+        test = engine.resize_split(test, predictor.size)
+    ds = test.dataset()
+    images = torch.stack([ds[i][0] for i in range(len(test))])
+    probs = predictor.probabilities(images)
+    confidence, preds = probs.max(1)
+    k = len(predictor.classes)
+    confusion = torch.bincount(test.targets * k + preds, minlength=k * k).view(k, k)
+    return {
+        "images": images,
+        "targets": test.targets.tolist(),
+        "preds": preds.tolist(),
+        "confidence": confidence.tolist(),
+        "classes": predictor.classes,
+        "accuracy": float((preds == test.targets).float().mean()),
+        "per_class": (confusion.diag() / confusion.sum(1).clamp_min(1)).tolist(),
+        "confusion": confusion.tolist(),
+    }

@@ -18,6 +18,7 @@ current batch, saving ``last.pt``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -30,17 +31,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from resnet_core import engine
 from resnet_core.checkpoints import atomic_write_text
 from resnet_core.config import TrainConfig
 from resnet_core.data import lab_home
 
-ACTIVE = ("queued", "resuming", "running")
+ACTIVE = ("queued", "starting", "resuming", "running")  # not yet ended
+STARTED = ("starting", "resuming", "running")  # holding a training slot
 STATUS_EVERY_S = 1.0  # how often batch events refresh status.json; the UI polls about this fast
 
 
 def runs_dir() -> Path:
     return lab_home() / "runs"
+
+
+def max_concurrent() -> int:
+    """Training processes allowed at once: ``$RESNET_LAB_MAX_RUNS``, else one per GPU, else 1.
+
+    A classroom of 30 browsers on a 2-core server must not start 30 trainings: the rest queue.
+    """
+    configured = os.environ.get("RESNET_LAB_MAX_RUNS")
+    if configured:
+        return max(1, int(configured))
+    return max(1, torch.cuda.device_count())
 
 
 def create(config: TrainConfig) -> Path:
@@ -63,13 +78,45 @@ def create(config: TrainConfig) -> Path:
 
 
 def launch(config: TrainConfig, nproc: int = 1) -> Path:
-    """Create a run and start training it as its own process; return the run directory."""
+    """Create a run and queue it; it starts at once when a training slot is free."""
     run_dir = create(config)
-    spawn(run_dir, nproc=nproc)
+    update_status(run_dir, nproc=nproc)
+    dispatch()
     return run_dir
 
 
+def queue_position(run_dir: Path) -> int | None:
+    """1 for the next run to start, None when the run is not waiting."""
+    waiting = [Path(r["path"]) for r in reversed(list_runs()) if r["state"] == "queued"]
+    return waiting.index(Path(run_dir)) + 1 if Path(run_dir) in waiting else None
+
+
+def dispatch() -> list[Path]:
+    """Start queued runs, oldest first, while fewer than ``max_concurrent()`` are training.
+
+    Called after every launch, resume and finished run, and by the dashboard as it polls; a
+    lock file makes concurrent callers (many browsers, a finishing run) start each run once.
+    """
+    base = runs_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    started = []
+    with open(base / ".dispatch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = list_runs()
+        free = max_concurrent() - sum(r["state"] in STARTED for r in rows)
+        for row in reversed(rows):  # list_runs is newest first
+            if free <= 0:
+                break
+            if row["state"] == "queued":
+                status = _raw_status(row["path"])
+                spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=status.get("nproc", 1))
+                started.append(Path(row["path"]))
+                free -= 1
+    return started
+
+
 def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
+    """Start the training process of ``run_dir`` now (``dispatch`` decides when)."""
     cmd = [sys.executable, "-m", "resnet_core", "train", "--run-dir", str(run_dir)]
     if resume:
         cmd.append("--resume")
@@ -78,7 +125,7 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
     package_parent = str(Path(__file__).resolve().parent.parent)  # importable from any cwd
     pythonpath = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "RESNET_LAB_HOME": str(lab_home()), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
-    update_status(run_dir, state="resuming" if resume else "queued")
+    update_status(run_dir, state="resuming" if resume else "starting")
     with open(run_dir / "train.log", "ab") as log:
         proc = subprocess.Popen(
             cmd,
@@ -94,22 +141,27 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
     return proc.pid
 
 
-def resume(run_dir: Path, nproc: int = 1) -> int:
-    """Continue a stopped (or crashed) run from its ``last.pt``."""
+def resume(run_dir: Path) -> None:
+    """Queue a stopped (or crashed) run to continue from its ``last.pt``."""
     run_dir = Path(run_dir)
     if not (run_dir / "last.pt").is_file():
         raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
     if read_status(run_dir)["state"] in ACTIVE:
         raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
     (run_dir / "STOP").unlink(missing_ok=True)
-    return spawn(run_dir, resume=True, nproc=nproc)
+    update_status(run_dir, state="queued", resume=True, pid=None)
+    dispatch()
 
 
 def stop(run_dir: Path) -> None:
     """Ask a run to stop after its current batch: a STOP file, then SIGTERM to its group."""
     run_dir = Path(run_dir)
     (run_dir / "STOP").touch()
-    pid = read_status(run_dir).get("pid")
+    status = read_status(run_dir)
+    if status["state"] == "queued":  # never started: nothing to signal
+        update_status(run_dir, state="stopped", ended=time.time())
+        return
+    pid = status.get("pid")
     if pid and _alive(pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(os.getpgid(pid), signal.SIGTERM)
@@ -294,3 +346,34 @@ def train_run(run_dir: Path, resume: bool = False, echo=None) -> dict[str, Any]:
         raise
     finally:
         recorder.close()
+        if engine.world()[0] == 0:
+            dispatch()  # hand the freed slot to the next queued run, browser or not
+
+
+def progress(run_dir: Path) -> dict[str, Any]:
+    """Everything the train page draws for one run, read from disk in one pass."""
+    run_dir = Path(run_dir)
+    events = read_metrics(run_dir)
+    batches = [e for e in events if e["type"] == "batch"]
+    steps = batches[-1]["steps"] if batches else None
+    return {
+        "run": run_dir.name,
+        "status": read_status(run_dir),
+        "config": json.loads((run_dir / "config.json").read_text()),
+        "epochs": [e for e in events if e["type"] == "epoch"],
+        "batch_step": [e["epoch"] * e["steps"] + e["step"] for e in batches],
+        "batch_loss": [e["loss"] for e in batches],
+        "last_batch": batches[-1] if batches else None,
+        "steps": steps,
+        "queue_position": queue_position(run_dir),
+    }
+
+
+def ema(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start."""
+    out, last, norm = [], 0.0, 0.0
+    for v in values:
+        last = weight * last + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out.append(last / norm if norm else v)
+    return out

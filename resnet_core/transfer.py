@@ -103,3 +103,49 @@ def prepare_model(config, num_classes: int, in_channels: int, image_size: int) -
             load_backbone(model, load_state_dict_file(Path(config.pretrained)))
     set_trainable(model, config.trainable)
     return model
+
+
+def preview(arch: str, num_classes: int, in_channels: int, image_size: int) -> dict:
+    """Head before and after replacement, and trainable parameters for each choice.
+
+    Built without weights: the shapes, not the values, are what the transfer page shows.
+    """
+    model = models.get_model(arch, num_classes=1000, in_channels=in_channels, image_size=image_size)
+    before, after = replace_head(model, num_classes)
+    counts = {}
+    for mode in ("head", "last-stage", "all"):
+        try:
+            counts[mode] = set_trainable(model, mode)
+        except ValueError:  # a model without stages (the tutorial net) has no "last stage"
+            continue
+    return {"before": before, "after": after, "trainable": counts}
+
+
+def imagenet_cached(arch: str) -> bool:
+    """Whether torchvision's ImageNet weights for ``arch`` are already on disk."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    return (Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]).is_file()
+
+
+def save_uploaded_weights(raw: bytes, folder: Path) -> Path:
+    """Check an uploaded .pth (safe loader, a dict of tensors) and keep it by content hash."""
+    import hashlib
+    import io
+
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"The file is not a readable PyTorch weights file ({err.__class__.__name__}).") from err
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError("The file is not a state_dict: save one with torch.save(model.state_dict(), path).")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}.pth"
+    if not path.exists():
+        from resnet_core.checkpoints import save_checkpoint
+
+        save_checkpoint(obj, path)
+    return path

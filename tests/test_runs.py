@@ -75,3 +75,43 @@ def test_metrics_reader_ignores_a_half_written_line(lab):
     run_dir = runs.create(TrainConfig())
     (run_dir / "metrics.jsonl").write_text('{"type": "start"}\n{"type": "batch", "lo')
     assert runs.read_metrics(run_dir) == [{"type": "start"}]
+
+
+def test_a_server_wide_limit_queues_runs_and_starts_them_when_a_slot_frees(lab, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_MAX_RUNS", "1")
+    long = TrainConfig(
+        dataset="mnist-sample",
+        model="mini_residual",
+        epochs=5,
+        batch_size=16,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="none",
+        max_train_batches=400,
+        max_test_images=100,
+    )
+    short = TrainConfig(
+        dataset="mnist-sample",
+        model="mini_residual",
+        epochs=1,
+        batch_size=16,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="none",
+        max_train_batches=5,
+        max_test_images=100,
+    )
+    first = runs.launch(long)
+    second = runs.launch(short)
+    third = runs.launch(short)
+    assert runs.read_status(second)["state"] == "queued" and runs.queue_position(second) == 1
+    assert runs.queue_position(third) == 2
+    runs.stop(third)  # a queued run can be cancelled before it ever starts
+    assert runs.read_status(third)["state"] == "stopped"
+    assert wait_for(lambda: runs.read_status(first)["state"] == "running")
+    runs.stop(first)
+    # The stopping process hands its slot on: the second run starts and finishes with no poller.
+    assert wait_for(lambda: runs.read_status(second)["state"] == "finished", timeout=120), (
+        (second / "train.log").read_text() if (second / "train.log").exists() else runs.read_status(second)
+    )
+    assert runs.read_status(first)["state"] == "stopped"

@@ -1,0 +1,101 @@
+"""Data: explore any registered dataset, and add a folder of your own images."""
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from resnet_core import data, explore
+from resnet_core.folders import FolderError
+from ui.common import dataset_label
+from ui.i18n import t
+
+cached = st.cache_data(show_spinner=False, max_entries=32)
+describe, grid, means = cached(data.describe), cached(explore.sample_grid), cached(explore.mean_images)
+histogram, pca = cached(explore.intensity_histogram), cached(explore.pca_map)
+
+st.title(t("data.title"))
+name = st.selectbox(t("data.dataset"), data.list_datasets(), format_func=dataset_label, key="data_name")
+info = data.describe(name)
+if not info.present:
+    st.info(t("data.absent", name=name))
+    if st.button(t("data.download"), type="primary"):
+        try:
+            with st.spinner(t("data.downloading")):
+                info = data.describe(name, download=True)
+        except data.DatasetUnavailable as err:
+            st.error(str(err))
+    if not info.present:
+        st.stop()
+else:
+    info = describe(name)
+
+cols = st.columns(5)
+cols[0].metric(t("data.classes"), len(info.classes))
+cols[1].metric(t("data.train"), f"{sum(info.counts['train']):,}")
+cols[2].metric(t("data.test"), f"{sum(info.counts['test']):,}")
+cols[3].metric(t("data.size"), f"{info.channels}×{info.size}×{info.size}")
+cols[4].metric(t("data.norm"), " / ".join(f"{m:.3f}±{s:.3f}" for m, s in zip(info.mean, info.std)))
+st.caption(t("data.source", source=info.source))
+if info.skipped:
+    st.warning(t("data.skipped", detail=", ".join(f"{n} {reason}" for reason, n in info.skipped.items())))
+
+tabs = st.tabs(
+    [t("data.tab.counts"), t("data.tab.samples"), t("data.tab.means"), t("data.tab.hist"), t("data.tab.pca")]
+)
+with tabs[0]:
+    counts = pd.DataFrame(
+        {
+            "class": info.classes * 2,
+            "split": [t("data.train")] * len(info.classes) + [t("data.test")] * len(info.classes),
+            "images": info.counts["train"] + info.counts["test"],
+        }
+    )
+    st.plotly_chart(px.bar(counts, x="class", y="images", color="split", barmode="group"), key="counts")
+with tabs[1]:
+    for label, images in grid(name, 10).items():
+        st.image(list(images), caption=None, width=56)
+        st.caption(label)
+with tabs[2]:
+    mean_imgs = means(name)
+    st.image(list(mean_imgs.values()), caption=list(mean_imgs), width=84)
+with tabs[3]:
+    hist = histogram(name)
+    centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:])]
+    frame = pd.DataFrame(
+        [{"intensity": c, "channel": ch, "pixels": n} for ch, ns in hist["counts"].items() for c, n in zip(centres, ns)]
+    )
+    st.plotly_chart(px.line(frame, x="intensity", y="pixels", color="channel", log_y=True), key="hist")
+with tabs[4]:
+    emb = pca(name)
+    frame = pd.DataFrame({"pc1": emb["x"], "pc2": emb["y"], "label": emb["label"]})
+    st.caption(t("data.pca_caption", n=len(frame), a=emb["explained"][0], b=emb["explained"][1]))
+    st.plotly_chart(px.scatter(frame, x="pc1", y="pc2", color="label", hover_data=["label"]), key="pca")
+
+with st.expander(t("data.add.title")):
+    st.write(t("data.add.help"))
+    new_name = st.text_input(t("data.add.name"), placeholder="flowers")
+    upload = st.file_uploader(t("data.add.zip"), type=["zip"])
+    server_dir = st.text_input(t("data.add.dir"), placeholder="/srv/images/flowers")
+    if st.button(t("data.add.button"), disabled=not new_name or not (upload or server_dir)):
+        try:
+            with st.spinner(t("data.add.working")), tempfile.TemporaryDirectory() as tmp:
+                source = Path(server_dir) if server_dir else Path(tmp) / "upload.zip"
+                if not server_dir:
+                    source.write_bytes(upload.getvalue())
+                added = data.add_folder(new_name, source)
+            st.success(
+                t(
+                    "data.add.done",
+                    name=added.name,
+                    classes=len(added.classes),
+                    train=sum(added.counts["train"]),
+                    test=sum(added.counts["test"]),
+                )
+            )
+            for reason, n in (added.skipped or {}).items():
+                st.write(t("data.add.skip_line", n=n, reason=reason))
+        except (FolderError, ValueError, data.DatasetUnavailable) as err:
+            st.error(str(err))

@@ -1,0 +1,34 @@
+"""Home: what ResNet Lab is, the three-step lesson path, and this server's environment."""
+
+import streamlit as st
+
+from ui.common import dataset_label, environment
+from ui.i18n import t
+
+st.title("ResNet Lab")
+st.write(t("home.intro"))
+
+st.subheader(t("home.path"))
+steps = st.columns(3)
+for col, (page, key) in zip(
+    steps, [("pages/theory.py", "theory"), ("pages/train.py", "train"), ("pages/predict.py", "predict")]
+):
+    with col, st.container(border=True):
+        st.markdown(f"**{t(f'home.step.{key}')}**")
+        st.caption(t(f"home.step.{key}.what"))
+        st.page_link(page, label=t(f"home.step.{key}.go"), icon=":material/arrow_forward:")
+
+st.subheader(t("home.environment"))
+env = environment()
+left, right = st.columns(2)
+with left:
+    for device in env["devices"]:
+        extra = f", {device['memory_gb']} GB" if "memory_gb" in device else f", {device.get('cores')} cores"
+        st.write(f"**{device['kind'].upper()}**: {device['name']}{extra}")
+    st.write(f"torch {env['torch']} · torchvision {env['torchvision']} · Python {env['python']}")
+    st.write(t("home.network.yes") if env["network"] else t("home.network.no"))
+with right:
+    st.write(t("home.datasets_on_disk"))
+    for name in env["datasets_on_disk"]:
+        st.write(f"- {dataset_label(name)}")
+    st.caption(t("home.lab_home", path=env["lab_home"]))

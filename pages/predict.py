@@ -1,0 +1,98 @@
+"""Predict: photos or the camera through a trained model, top-5, and a gallery of test images."""
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from resnet_core import predict
+from resnet_core.checkpoints import CheckpointError
+from ui.common import checkpoint_label, checkpoints, current_checkpoint, load_predictor
+from ui.i18n import t
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
+
+st.title(t("predict.title"))
+rows = checkpoints()
+if not rows:
+    st.info(t("predict.no_checkpoint"))
+    st.page_link("pages/train.py", label=t("predict.go_train"), icon=":material/arrow_forward:")
+    st.stop()
+paths = [f"{r['path']}/best.pt" for r in rows]
+current = current_checkpoint()
+path = st.selectbox(
+    t("predict.checkpoint"),
+    paths,
+    index=paths.index(current) if current in paths else 0,
+    format_func=lambda p: checkpoint_label(rows[paths.index(p)]),
+)
+try:
+    predictor = load_predictor(path)
+except CheckpointError as err:
+    st.error(str(err))
+    st.stop()
+
+
+def enlarge(image: np.ndarray, side: int = 140) -> np.ndarray:
+    """Nearest-neighbour upscaling, so a 28 px input is seen pixel by pixel."""
+    k = max(1, side // image.shape[0])
+    return image.repeat(k, 0).repeat(k, 1)
+
+
+def show(name: str, raw: bytes) -> None:
+    try:
+        prepared = predictor.prepare(raw, name)
+    except predict.ImageError as err:
+        st.error(str(err))
+        return
+    top = predictor.top_k(prepared, 5)
+    a, b, c = st.columns([1, 1, 2])
+    a.image(raw, caption=name, width=160)
+    seen = prepared.permute(1, 2, 0).numpy()
+    b.image(enlarge(seen[..., 0] if seen.shape[-1] == 1 else seen), caption=t("predict.seen"))
+    frame = pd.DataFrame({"label": [r["label"] for r in top], "probability": [r["prob"] for r in top]})
+    fig = px.bar(frame, x="probability", y="label", orientation="h", range_x=[0, 1], height=220)
+    fig.update_layout(yaxis={"autorange": "reversed"}, margin={"t": 10, "b": 10})
+    c.markdown(t("predict.answer", label=top[0]["label"], prob=top[0]["prob"]))
+    c.plotly_chart(fig, key=f"top-{name}")
+
+
+tab_upload, tab_gallery = st.tabs([t("predict.tab.upload"), t("predict.tab.gallery")])
+with tab_upload:
+    st.caption(t("predict.hint", style=t(f"predict.style.{predictor.style}")))
+    files = st.file_uploader(t("predict.upload"), type=IMAGE_TYPES, accept_multiple_files=True)
+    for f in files or []:
+        show(f.name, f.getvalue())
+    if st.toggle(t("predict.camera")):
+        shot = st.camera_input(t("predict.camera"))
+        if shot is not None:
+            show("camera.jpg", shot.getvalue())
+
+with tab_gallery:
+    n = st.slider(t("predict.gallery_n"), 8, 200, 40, step=8)
+    g = predict.gallery(predictor, n)
+    correct = [p == y for p, y in zip(g["preds"], g["targets"])]
+    st.metric(t("predict.accuracy"), f"{g['accuracy']:.1%}", help=t("predict.accuracy_help", n=n))
+    cols = st.columns(8)
+    for i, image in enumerate(g["images"]):
+        mark = "✅" if correct[i] else "❌"
+        caption = f"{mark} {g['classes'][g['preds'][i]]}" + (
+            "" if correct[i] else f" ({g['classes'][g['targets'][i]]})"
+        )
+        seen = image.permute(1, 2, 0).numpy()
+        cols[i % 8].image(enlarge(seen[..., 0] if seen.shape[-1] == 1 else seen, 84), caption=caption)
+    left, right = st.columns(2)
+    left.plotly_chart(
+        px.bar(x=g["classes"], y=g["per_class"], labels={"x": "", "y": t("predict.per_class")}, range_y=[0, 1]),
+        key="per_class",
+    )
+    right.plotly_chart(
+        px.imshow(
+            g["confusion"],
+            x=g["classes"],
+            y=g["classes"],
+            text_auto=True,
+            labels={"x": t("predict.predicted"), "y": t("predict.actual")},
+        ),
+        key="confusion",
+    )

@@ -1,0 +1,10 @@
+"""Theory: the place of the residual-learning measurements in the navigation."""
+
+import streamlit as st
+
+from ui.i18n import t
+
+st.title(t("theory.title"))
+st.markdown(t("theory.intro"))
+st.latex(r"y = \mathcal{F}(x, \{W_i\}) + x")
+st.info(t("theory.coming"))

@@ -1,0 +1,166 @@
+"""Train: a form built from TrainConfig, live progress read from the run directory, past runs."""
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from resnet_core import config as cfg
+from resnet_core import data, export, models, runs
+from ui.common import dataset_label
+from ui.i18n import t
+
+st.title(t("train.title"))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def weights_bytes(path: str, mtime: float) -> bytes:
+    return export.state_dict_bytes(path)
+
+
+# ---- the form: the dataset's preset fills it; every field is a TrainConfig field
+dataset = st.selectbox(t("train.dataset"), data.list_datasets(), format_func=dataset_label, key="train_dataset")
+preset = cfg.TrainConfig(**{**data.get_spec(dataset).preset, "dataset": dataset})
+with st.form("train_form"):
+    a, b, c = st.columns(3)
+    model = a.selectbox(t("train.model"), models.list_models(), index=models.list_models().index(preset.model))
+    epochs = b.number_input(t("train.epochs"), 1, 500, preset.epochs)
+    batch = c.number_input(t("train.batch"), 1, 4096, preset.batch_size)
+    optimizer = a.selectbox(t("train.optimizer"), cfg.OPTIMIZERS, index=cfg.OPTIMIZERS.index(preset.optimizer))
+    lr = b.number_input(t("train.lr"), 1e-6, 10.0, preset.lr, format="%.4f")
+    schedule = c.selectbox(t("train.schedule"), cfg.SCHEDULES, index=cfg.SCHEDULES.index(preset.schedule))
+    decay = a.number_input(t("train.decay"), 0.0, 1.0, preset.weight_decay, format="%.5f")
+    smoothing = b.number_input(t("train.smoothing"), 0.0, 0.9, preset.label_smoothing)
+    augment = c.selectbox(t("train.augment"), cfg.AUGMENTATIONS, index=cfg.AUGMENTATIONS.index(preset.augment))
+    device = a.selectbox(t("train.device"), cfg.DEVICES)
+    seed = b.number_input(t("train.seed"), 0, 2**31 - 1, preset.seed)
+    amp = c.checkbox(t("train.amp"), preset.amp)
+    start = st.form_submit_button(t("train.start"), type="primary")
+if start:
+    config = cfg.TrainConfig(
+        **{
+            **preset.to_dict(),
+            "model": model,
+            "epochs": int(epochs),
+            "batch_size": int(batch),
+            "optimizer": optimizer,
+            "lr": lr,
+            "schedule": schedule,
+            "weight_decay": decay,
+            "label_smoothing": smoothing,
+            "augment": augment,
+            "device": device,
+            "seed": int(seed),
+            "amp": amp,
+        }
+    )
+    try:
+        st.session_state["watch"] = str(runs.launch(config.validate()))
+    except (cfg.ConfigError, OSError) as err:
+        st.error(str(err))
+
+
+# ---- the live run: polled from disk, so a reload or a second browser sees the same thing
+def watched() -> Path | None:
+    active = [r for r in runs.list_runs() if r["state"] in runs.ACTIVE]
+    chosen = st.session_state.get("watch")
+    if chosen and Path(chosen).is_dir():
+        return Path(chosen)
+    return Path(active[0]["path"]) if active else None
+
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    runs.dispatch()
+    run_dir = watched()
+    if run_dir is None:
+        st.caption(t("train.none_running"))
+        return
+    p = runs.progress(run_dir)
+    state, status = p["status"]["state"], p["status"]
+    st.subheader(t("train.live", run=p["run"]))
+    if state == "queued":
+        st.info(t("train.queued", pos=p["queue_position"], limit=runs.max_concurrent()))
+    elif state == "failed":
+        st.error(t("train.failed", error=status.get("error", "")))
+    epochs_total = p["config"]["epochs"]
+    last = p["last_batch"]
+    done_epochs = len(p["epochs"])
+    st.progress(
+        min(done_epochs / epochs_total, 1.0), text=t("train.epoch_progress", done=done_epochs, total=epochs_total)
+    )
+    if last and state in runs.ACTIVE:
+        st.progress(
+            last["step"] / last["steps"], text=t("train.batch_progress", step=last["step"], steps=last["steps"])
+        )
+    cols = st.columns(5)
+    cols[0].metric(t("train.state"), t(f"state.{state}"))
+    cols[1].metric(t("train.loss"), f"{last['loss']:.4f}" if last else "-")
+    cols[2].metric(t("train.speed"), f"{status.get('images_per_s') or 0:.0f}")
+    cols[3].metric(t("train.eta"), f"{status['eta_s']:.0f} s" if status.get("eta_s") is not None else "-")
+    cols[4].metric(t("train.best"), f"{status['best_acc']:.2%}" if status.get("best_acc") is not None else "-")
+    buttons = st.columns(4)
+    if state in runs.ACTIVE and buttons[0].button(t("train.stop"), key=f"stop-{p['run']}"):
+        runs.stop(run_dir)
+    if (
+        state in ("stopped", "failed")
+        and (run_dir / "last.pt").is_file()
+        and buttons[0].button(t("train.resume"), key=f"resume-{p['run']}")
+    ):
+        runs.resume(run_dir)
+    if p["epochs"]:
+        frame = pd.DataFrame(p["epochs"])
+        left, right = st.columns(2)
+        left.plotly_chart(curve(frame, ["train_loss", "test_loss"], t("train.loss")), key="loss_curve")
+        right.plotly_chart(curve(frame, ["train_acc", "test_acc"], t("train.accuracy")), key="acc_curve")
+    if p["batch_loss"]:
+        weight = st.slider(t("train.smooth"), 0.0, 0.99, 0.8, key="smooth")
+        fig = go.Figure(
+            [
+                go.Scatter(x=p["batch_step"], y=p["batch_loss"], name="raw", opacity=0.3),
+                go.Scatter(x=p["batch_step"], y=runs.ema(p["batch_loss"], weight), name="smoothed"),
+            ]
+        )
+        fig.update_layout(xaxis_title=t("train.step"), yaxis_title=t("train.loss"), height=300)
+        st.plotly_chart(fig, key="batch_curve")
+
+
+def curve(frame: pd.DataFrame, columns: list[str], title: str) -> go.Figure:
+    fig = go.Figure([go.Scatter(x=frame["epoch"], y=frame[c], name=c, mode="lines+markers") for c in columns])
+    fig.update_layout(title=title, xaxis_title="epoch", height=300)
+    return fig
+
+
+live()
+
+# ---- past runs, from disk
+st.subheader(t("train.runs"))
+rows = runs.list_runs()
+if not rows:
+    st.caption(t("train.no_runs"))
+else:
+    table = pd.DataFrame(rows)[["run", "dataset", "model", "state", "epoch", "best_acc", "seconds"]]
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="runs_table",
+        column_config={"best_acc": st.column_config.NumberColumn(format="percent")},
+    )
+    pick = st.selectbox(t("train.pick"), [r["path"] for r in rows], format_func=lambda p: Path(p).name)
+    a, b, c = st.columns(3)
+    if a.button(t("train.watch")):
+        st.session_state["watch"] = pick
+        st.rerun()
+    best = Path(pick) / "best.pt"
+    if best.is_file():
+        b.download_button(
+            t("train.download"), weights_bytes(str(best), best.stat().st_mtime), file_name=f"{Path(pick).name}.pth"
+        )
+    if c.button(t("train.delete")):
+        try:
+            runs.delete(Path(pick))
+            st.session_state.pop("watch", None)
+            st.rerun()
+        except RuntimeError as err:
+            st.error(str(err))

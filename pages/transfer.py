@@ -1,0 +1,98 @@
+"""Transfer: a backbone from a run, ImageNet or a .pth file, a new head, a choice of what trains."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from resnet_core import config as cfg
+from resnet_core import data, models, runs, system, transfer
+from resnet_core.checkpoints import load_checkpoint, load_state_dict_file
+from ui.common import checkpoint_label, checkpoints, dataset_label
+from ui.i18n import t
+
+st.title(t("transfer.title"))
+st.write(t("transfer.intro"))
+
+target = st.selectbox(t("transfer.target"), data.list_datasets(), format_func=dataset_label, key="transfer_target")
+spec = data.get_spec(target)
+source = st.radio(
+    t("transfer.source"), ["run", "imagenet", "upload"], format_func=lambda s: t(f"transfer.src.{s}"), horizontal=True
+)
+
+pretrained, arch, blocked = None, None, None
+if source == "run":
+    rows = checkpoints()
+    if not rows:
+        st.info(t("transfer.no_runs"))
+        st.stop()
+    row = st.selectbox(t("transfer.run"), rows, format_func=checkpoint_label)
+    pretrained = str(Path(row["path"]) / "best.pt")
+    arch = load_checkpoint(pretrained)["arch"]
+elif source == "imagenet":
+    arch = st.selectbox(t("transfer.arch"), models.list_models("torchvision"))
+    pretrained = "imagenet"
+    if not transfer.imagenet_cached(arch) and not st.cache_data(ttl=30)(system.network_reachable)():
+        blocked = t("transfer.offline", arch=arch)
+else:
+    upload = st.file_uploader(t("transfer.upload"), type=["pth", "pt"])
+    arch = st.selectbox(t("transfer.arch"), models.list_models())
+    if upload is None:
+        st.stop()
+    try:
+        pretrained = str(transfer.save_uploaded_weights(upload.getvalue(), data.lab_home() / "uploads"))
+    except ValueError as err:
+        st.error(str(err))
+        st.stop()
+
+size = spec.size
+if blocked:
+    st.warning(blocked)
+view = transfer.preview(arch, len(spec.classes), spec.channels, size)
+left, right = st.columns(2)
+left.markdown(t("transfer.before"))
+left.code(view["before"], language=None)
+right.markdown(t("transfer.after"))
+right.code(view["after"], language=None)
+if source == "upload":
+    model = models.get_model(arch, num_classes=len(spec.classes), in_channels=spec.channels, image_size=size)
+    report = transfer.load_backbone(model, load_state_dict_file(pretrained))
+    st.caption(
+        t(
+            "transfer.report",
+            loaded=len(report["loaded"]),
+            skipped=len(report["skipped"]),
+            missing=len(report["missing"]),
+        )
+    )
+
+modes = list(view["trainable"])
+mode = st.radio(
+    t("transfer.trainable"),
+    modes,
+    index=0,
+    horizontal=True,
+    format_func=lambda m: t(
+        "transfer.mode",
+        mode=t(f"transfer.mode.{m}"),
+        n=view["trainable"][m][0],
+        share=view["trainable"][m][0] / view["trainable"][m][1],
+    ),
+)
+preset = cfg.TrainConfig(**{**spec.preset, "dataset": target})
+a, b = st.columns(2)
+epochs = a.number_input(t("train.epochs"), 1, 200, min(preset.epochs, 5))
+lr = b.number_input(t("train.lr"), 1e-6, 1.0, 0.01 if mode != "all" else preset.lr, format="%.4f")
+if st.button(t("transfer.launch"), type="primary", disabled=bool(blocked)):
+    config = cfg.TrainConfig(
+        **{
+            **preset.to_dict(),
+            "model": arch,
+            "pretrained": pretrained,
+            "trainable": mode,
+            "epochs": int(epochs),
+            "lr": lr,
+        }
+    )
+    st.session_state["watch"] = str(runs.launch(config.validate()))
+    st.success(t("transfer.launched"))
+    st.page_link("pages/train.py", label=t("transfer.follow"), icon=":material/arrow_forward:")

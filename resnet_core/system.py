@@ -1,0 +1,50 @@
+"""Facts about this machine for the home page and the CLI: devices, versions, network, data."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+
+import torch
+import torchvision
+
+from resnet_core import data
+
+# Where torchvision's downloads come from; reaching one answers "can we download?".
+PROBE_HOSTS = (("download.pytorch.org", 443), ("ossci-datasets.s3.amazonaws.com", 443))
+
+
+def network_reachable(timeout: float = 1.5) -> bool:
+    """True when one download host accepts a TCP connection within ``timeout`` seconds."""
+    for host, port in PROBE_HOSTS:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def devices() -> list[dict]:
+    """Each usable device: kind, name, and memory for GPUs."""
+    found = [{"kind": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}]
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        found.append({"kind": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1)})
+    if torch.backends.mps.is_available():
+        found.append({"kind": "mps", "name": "Apple GPU"})
+    return found
+
+
+def environment(check_network: bool = True) -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "torchvision": torchvision.__version__,
+        "devices": devices(),
+        "default_device": "cuda" if torch.cuda.is_available() else "cpu",
+        "network": network_reachable() if check_network else None,
+        "datasets_on_disk": [n for n in data.list_datasets() if data.is_present(n)],
+        "lab_home": str(data.lab_home()),
+    }

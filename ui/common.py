@@ -1,0 +1,81 @@
+"""Cached loaders and small renderers the pages share; the work itself is in resnet_core."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from resnet_core import data, predict, runs, system
+from ui.i18n import t
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _predictor(path: str, mtime: float) -> predict.Predictor:
+    # Keyed by modification time: a best.pt rewritten by a running training reloads.
+    return predict.Predictor.from_checkpoint(path)
+
+
+def load_predictor(path: str | Path) -> predict.Predictor:
+    """A shared, read-only model for ``path``: never mutate what this returns."""
+    return _predictor(str(path), os.path.getmtime(path))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def environment() -> dict:
+    return system.environment()
+
+
+def checkpoints() -> list[dict]:
+    """Runs that have a best.pt, newest first."""
+    return [r for r in runs.list_runs() if r["has_best"]]
+
+
+def checkpoint_label(row: dict) -> str:
+    acc = f"{row['best_acc']:.1%}" if row.get("best_acc") is not None else "-"
+    return f"{row['run']} ({row['model']}, {acc})"
+
+
+def dataset_label(name: str) -> str:
+    return data.get_spec(name).title
+
+
+def current_checkpoint() -> str | None:
+    """The checkpoint chosen in the sidebar, if it still exists."""
+    path = st.session_state.get("checkpoint")
+    return path if path and Path(path).is_file() else None
+
+
+def sidebar() -> None:
+    """Language, device in use, and the "current" checkpoint, on every page."""
+    from ui.i18n import LANGUAGES, language
+
+    with st.sidebar:
+        st.selectbox(
+            t("sidebar.language"),
+            list(LANGUAGES),
+            index=list(LANGUAGES).index(language()),
+            format_func=LANGUAGES.get,
+            key="lang",
+        )
+        env = environment()
+        gpu = [d for d in env["devices"] if d["kind"] != "cpu"]
+        device = (
+            f"{gpu[0]['kind'].upper()}: {gpu[0]['name']}" if gpu else t("sidebar.cpu", n=env["devices"][0]["cores"])
+        )
+        st.caption(t("sidebar.device", device=device))
+        ckpts = checkpoints()
+        if ckpts:
+            paths = [str(Path(r["path"]) / "best.pt") for r in ckpts]
+            labels = dict(zip(paths, [checkpoint_label(r) for r in ckpts]))
+            current = current_checkpoint()
+            st.selectbox(
+                t("sidebar.checkpoint"),
+                paths,
+                index=paths.index(current) if current in paths else 0,
+                format_func=labels.get,
+                key="checkpoint",
+            )
+        else:
+            st.caption(t("sidebar.no_checkpoint"))

@@ -1,0 +1,32 @@
+"""Every string a page shows, in one catalogue per language (``ui/locales/<lang>.json``).
+
+``t("train.start")`` looks the key up in the language chosen in the sidebar and falls back
+to English, so a missing translation shows English rather than a key. The catalogues are
+tested to hold the same keys and the same ``{placeholders}``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import streamlit as st
+
+LANGUAGES = {"en": "English", "zh": "简体中文"}
+LOCALES = Path(__file__).parent / "locales"
+
+
+@cache
+def catalogue(lang: str) -> dict[str, str]:
+    return json.loads((LOCALES / f"{lang}.json").read_text(encoding="utf-8"))
+
+
+def language() -> str:
+    lang = st.session_state.get("lang") or st.query_params.get("lang", "en")
+    return lang if lang in LANGUAGES else "en"
+
+
+def t(key: str, **values) -> str:
+    text = catalogue(language()).get(key) or catalogue("en")[key]
+    return text.format(**values) if values else text
