@@ -1,0 +1,113 @@
+"""One AppTest per page, in both languages: renders without exception, main widgets exist."""
+
+import shutil
+import string
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from resnet_core import runs
+from resnet_core.config import TrainConfig
+from tests.conftest import digit_png
+from ui.i18n import catalogue
+
+PAGES = ["home", "theory", "data", "train", "transfer", "predict"]
+
+
+def app(page: str, lang: str = "en") -> AppTest:
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=120)
+    at.query_params["lang"] = lang
+    at.run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def finished_run(lab, trained_run) -> str:
+    """Place the session's trained checkpoint in the lab as a finished run."""
+    ckpt = torch.load(trained_run / "best.pt", weights_only=True)
+    run_dir = runs.create(TrainConfig.from_dict({**ckpt["config"], "run_dir": None}))
+    shutil.copy(trained_run / "best.pt", run_dir / "best.pt")
+    runs.update_status(run_dir, state="finished", best_acc=ckpt["metrics"]["best_acc"], started=1, ended=2)
+    return str(run_dir)
+
+
+def test_catalogues_hold_the_same_keys_and_placeholders():
+    en, zh = catalogue("en"), catalogue("zh")
+    assert set(en) == set(zh)
+
+    def fields(s):
+        return {name for _, name, _, _ in string.Formatter().parse(s) if name}
+
+    assert {k for k in en if fields(en[k]) != fields(zh[k])} == set()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_in_both_languages(lab, page, lang):
+    at = app(page, lang)
+    if page == "home":  # AppTest drops the frame's sidebar after switch_page, so check it here
+        assert at.sidebar.selectbox(key="lang").value == lang
+        assert at.title[0].value == "ResNet Lab"
+    else:
+        assert at.title[0].value == catalogue(lang)[f"{page}.title"]
+
+
+def test_data_page_shows_counts_samples_and_pca(lab):
+    at = app("data")
+    assert at.selectbox(key="data_name").value == "mnist-sample"
+    assert [m.value for m in at.metric][:3] == ["10", "8,000", "2,000"]
+    assert len(at.tabs) == 5 and len(at.get("plotly_chart")) == 3
+    assert len(at.get("image")) == 11  # a row of samples per class, and the mean images
+
+
+def test_predict_page_labels_an_uploaded_digit(lab, trained_run, tmp_path):
+    finished_run(lab, trained_run)
+    at = app("predict")
+    path, label = digit_png(tmp_path, 0)
+    at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
+    assert not at.exception
+    answer = [m.value for m in at.markdown if m.value.startswith("**")]
+    classes = torch.load(trained_run / "best.pt", weights_only=True)["classes"]
+    assert len(answer) == 1 and answer[0].split("**")[1] == classes[label]  # the digit it really is
+    assert at.metric[0].label == catalogue("en")["predict.accuracy"]
+
+
+def test_predict_page_says_one_sentence_for_a_bad_upload(lab, trained_run):
+    finished_run(lab, trained_run)
+    at = app("predict")
+    at.file_uploader[0].set_value(("notes.png", b"not an image at all", "image/png")).run()
+    assert not at.exception
+    assert "not a readable image" in at.error[0].value
+
+
+def test_train_page_shows_a_run_that_a_test_launched(lab):
+    config = TrainConfig(
+        dataset="mnist-sample",
+        model="mini_residual",
+        epochs=1,
+        batch_size=16,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="none",
+        max_train_batches=3,
+        max_test_images=50,
+    )
+    run_dir = runs.launch(config)
+    at = app("train")
+    assert any(run_dir.name in h.value for h in at.subheader)
+    assert run_dir.name in at.dataframe[0].value["run"].tolist()
+    assert catalogue("en")["train.start"] in [b.label for b in at.button]
+    assert len(at.get("progress")) >= 1
+
+
+def test_transfer_page_shows_the_head_before_and_after(lab, trained_run):
+    finished_run(lab, trained_run)
+    at = app("transfer")
+    at.selectbox(key="transfer_target").set_value("fashion-sample").run()
+    codes = [c.value for c in at.code]
+    assert codes[0].startswith("fc: Linear(in_features=64, out_features=1000")
+    assert codes[1].startswith("fc: Linear(in_features=64, out_features=10")
+    assert len(at.radio) == 2
