@@ -32,12 +32,12 @@ if not info.present:
 else:
     info = describe(name)
 
-cols = st.columns(5)
+cols = st.columns(4)
 cols[0].metric(t("data.classes"), len(info.classes))
 cols[1].metric(t("data.train"), f"{sum(info.counts['train']):,}")
 cols[2].metric(t("data.test"), f"{sum(info.counts['test']):,}")
 cols[3].metric(t("data.size"), f"{info.channels}×{info.size}×{info.size}")
-cols[4].metric(t("data.norm"), " / ".join(f"{m:.3f}±{s:.3f}" for m, s in zip(info.mean, info.std)))
+st.caption(t("data.norm", mean=", ".join(f"{m:.4f}" for m in info.mean), std=", ".join(f"{v:.4f}" for v in info.std)))
 st.caption(t("data.source", source=info.source))
 if info.skipped:
     st.warning(t("data.skipped", detail=", ".join(f"{n} {reason}" for reason, n in info.skipped.items())))

@@ -63,11 +63,20 @@ if start:
 
 # ---- the live run: polled from disk, so a reload or a second browser sees the same thing
 def watched() -> Path | None:
-    active = [r for r in runs.list_runs() if r["state"] in runs.ACTIVE]
+    """The run this browser follows: its own choice, else the newest active run, else the newest run.
+
+    The choice is pinned in the session, so a run that finishes stays on screen.
+    """
     chosen = st.session_state.get("watch")
     if chosen and Path(chosen).is_dir():
         return Path(chosen)
-    return Path(active[0]["path"]) if active else None
+    rows = runs.list_runs()
+    active = [r for r in rows if r["state"] in runs.ACTIVE]
+    pick = (active or rows or [None])[0]
+    if pick is None:
+        return None
+    st.session_state["watch"] = pick["path"]
+    return Path(pick["path"])
 
 
 @st.fragment(run_every=1.0)

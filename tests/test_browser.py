@@ -1,0 +1,188 @@
+"""Real-browser journeys: Debian's chromium driven by Playwright against `streamlit run`.
+
+Needs /usr/bin/chromium (`apt-get install chromium`; .ci/run installs it). Never downloads
+a browser: Playwright is pointed at the system one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["", "theory", "data", "train", "transfer", "predict"]
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`streamlit run streamlit_app.py` on a free localhost port, with its own lab home."""
+    home = tmp_path_factory.mktemp("browser-lab")
+    port = free_port()
+    env = {**os.environ, "RESNET_LAB_HOME": str(home)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    yield {"url": url, "home": home}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-gpu",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
+def text_of(locator, tries: int = 20) -> str:
+    """inner_text that retries while the live fragment (redrawn every second) replaces the node."""
+    for _ in range(tries):
+        try:
+            return locator.inner_text(timeout=5_000)
+        except Exception:  # detached mid-read: read the new node
+            time.sleep(0.25)
+    return locator.inner_text()
+
+
+def open_page(page, server, name: str, lang: str = "en") -> float:
+    """Load a page; return seconds until its title is drawn and the script has finished."""
+    start = time.perf_counter()
+    page.goto(f"{server['url']}/{name}?lang={lang}")
+    page.wait_for_selector("h1", timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_page_loads_without_an_exception_box(server, page, lang):
+    from ui.i18n import catalogue
+
+    for name in PAGES:
+        seconds = open_page(page, server, name, lang)
+        title = page.locator("h1").first.inner_text()
+        expected = "ResNet Lab" if not name else catalogue(lang)[f"{name}.title"]
+        assert title == expected, (name, title)
+        assert page.locator("[data-testid=stException]").count() == 0, name
+        assert seconds < 30, (name, seconds)
+
+
+def test_uploading_a_digit_on_predict_shows_a_label_and_probabilities(server, page, trained_run, tmp_path):
+    import shutil
+
+    import torch
+
+    from tests.conftest import digit_png
+
+    ckpt = torch.load(trained_run / "best.pt", weights_only=True)
+    run_dir = Path(server["home"]) / "runs" / "20000101-000000-mnist-sample-resnet20"
+    run_dir.mkdir(parents=True)
+    shutil.copy(trained_run / "best.pt", run_dir / "best.pt")
+    (run_dir / "config.json").write_text(json.dumps({**ckpt["config"], "run_dir": str(run_dir)}))
+    (run_dir / "status.json").write_text(json.dumps({"state": "finished", "best_acc": ckpt["metrics"]["best_acc"]}))
+    image, label = digit_png(tmp_path, 1)
+
+    open_page(page, server, "predict")
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(image))
+    answer = page.locator("[data-testid=stMarkdownContainer] strong").filter(has_text=ckpt["classes"][label])
+    answer.first.wait_for(timeout=60_000)
+    assert page.locator("[data-testid=stPlotlyChart]").count() >= 1  # the top-5 probabilities
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_training_from_the_page_survives_a_reload_and_lands_in_the_runs_table(server, page):
+    open_page(page, server, "train")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")  # no Enter: inside a form, Enter submits it
+    runs_root = Path(server["home"]) / "runs"
+    before = set(runs_root.glob("*/config.json"))
+    page.get_by_role("button", name="Start training").click()
+    for _ in range(120):
+        new = set(runs_root.glob("*/config.json")) - before
+        if new:
+            break
+        time.sleep(0.25)
+    assert len(new) == 1, new  # one click, one run
+    run_dir = new.pop().parent
+    live = page.get_by_role("heading", name=f"Run {run_dir.name}")
+    batch = page.get_by_text(re.compile(r"^Batch \d+ of \d+$"))
+    live.wait_for(timeout=60_000)
+    batch.first.wait_for(timeout=90_000)  # the live batch progress bar
+
+    page.reload()  # mid-run: the truth is on disk, so the same run is shown again
+    live.wait_for(timeout=60_000)
+    batch.first.wait_for(timeout=60_000)
+    assert page.locator("[data-testid=stException]").count() == 0
+
+    state = page.locator("[data-testid=stMetric]").filter(has_text="State").locator("[data-testid=stMetricValue]")
+    state.filter(has_text="finished").wait_for(timeout=180_000)
+    best = page.locator("[data-testid=stMetric]").filter(has_text="Best test accuracy")
+    value = text_of(best.locator("[data-testid=stMetricValue]"))
+    assert value.endswith("%") and float(value.rstrip("%")) > 90, value
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished" and f"{status['best_acc']:.2%}" == value
+    # The runs table is a canvas grid; its accessible cells carry the same text.
+    page.reload()
+    page.locator("[data-testid=stDataFrame] td").filter(has_text=run_dir.name).wait_for(state="attached")
+    cells = page.locator("[data-testid=stDataFrame] td").all_text_contents()
+    row = cells.index(run_dir.name)
+    assert cells[row + 3] == "finished" and float(cells[row + 5]) == pytest.approx(status["best_acc"], abs=5e-4), cells
