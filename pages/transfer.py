@@ -5,9 +5,9 @@ from pathlib import Path
 import streamlit as st
 
 from resnet_core import config as cfg
-from resnet_core import data, models, runs, system, transfer
+from resnet_core import data, models, runs, transfer
 from resnet_core.checkpoints import load_checkpoint, load_state_dict_file
-from ui.common import checkpoint_label, checkpoints, dataset_label
+from ui.common import checkpoint_label, checkpoints, dataset_label, network_reachable
 from ui.i18n import t
 
 st.title(t("transfer.title"))
@@ -31,7 +31,7 @@ if source == "run":
 elif source == "imagenet":
     arch = st.selectbox(t("transfer.arch"), models.list_models("torchvision"))
     pretrained = "imagenet"
-    if not transfer.imagenet_cached(arch) and not st.cache_data(ttl=30)(system.network_reachable)():
+    if not transfer.imagenet_cached(arch) and not network_reachable():
         blocked = t("transfer.offline", arch=arch)
 else:
     upload = st.file_uploader(t("transfer.upload"), type=["pth", "pt"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from concurrent.futures import ThreadPoolExecutor, TimeoutError
 
 import torch
 import torchvision
@@ -15,15 +16,29 @@ from resnet_core import data
 PROBE_HOSTS = (("download.pytorch.org", 443), ("ossci-datasets.s3.amazonaws.com", 443))
 
 
-def network_reachable(timeout: float = 1.5) -> bool:
-    """True when one download host accepts a TCP connection within ``timeout`` seconds."""
-    for host, port in PROBE_HOSTS:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                return True
-        except OSError:
-            continue
-    return False
+def network_reachable(timeout: float = 2.0) -> bool:
+    """True when a download host accepts a TCP connection within ``timeout`` seconds in all.
+
+    The probe runs in a thread with a hard deadline because a DNS lookup in an offline
+    classroom can block far longer than the socket timeout, which does not cover it.
+    """
+
+    def probe() -> bool:
+        for host, port in PROBE_HOSTS:
+            try:
+                with socket.create_connection((host, port), timeout=timeout):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(probe).result(timeout=timeout)
+    except TimeoutError:
+        return False
+    finally:
+        pool.shutdown(wait=False)
 
 
 def devices() -> list[dict]:

@@ -115,3 +115,23 @@ def test_a_server_wide_limit_queues_runs_and_starts_them_when_a_slot_frees(lab, 
         (second / "train.log").read_text() if (second / "train.log").exists() else runs.read_status(second)
     )
     assert runs.read_status(first)["state"] == "stopped"
+
+
+def test_ema_matches_tensorboard_smoothing():
+    assert runs.ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])  # debiased: no warm-up dip
+    smoothed = runs.ema([0.0, 10.0], 0.5)
+    assert smoothed == pytest.approx([0.0, 10.0 * 0.5 / 0.75])
+    assert runs.ema([3.0, 1.0], 0.0) == [3.0, 1.0]
+
+
+def test_progress_reads_a_run_in_one_pass(lab):
+    run_dir = runs.create(TrainConfig(epochs=2))
+    (run_dir / "metrics.jsonl").write_text(
+        '{"type": "batch", "epoch": 0, "step": 1, "steps": 4, "loss": 2.0}\n'
+        '{"type": "batch", "epoch": 1, "step": 2, "steps": 4, "loss": 1.0}\n'
+        '{"type": "epoch", "epoch": 1, "test_acc": 0.5}\n'
+    )
+    p = runs.progress(run_dir)
+    assert p["batch_step"] == [1, 6] and p["batch_loss"] == [2.0, 1.0]
+    assert p["epochs"] == [{"type": "epoch", "epoch": 1, "test_acc": 0.5}] and p["config"]["epochs"] == 2
+    assert p["queue_position"] == 1 and p["status"]["state"] == "queued"

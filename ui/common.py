@@ -22,7 +22,7 @@ def load_predictor(path: str | Path) -> predict.Predictor:
     return _predictor(str(path), os.path.getmtime(path))
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=600, show_spinner=False)
 def environment() -> dict:
     return system.environment()
 
@@ -79,3 +79,8 @@ def sidebar() -> None:
             )
         else:
             st.caption(t("sidebar.no_checkpoint"))
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def network_reachable() -> bool:
+    return system.network_reachable()
