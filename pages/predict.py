@@ -75,10 +75,8 @@ with tab_gallery:
     st.metric(t("predict.accuracy"), f"{g['accuracy']:.1%}", help=t("predict.accuracy_help", n=n))
     cols = st.columns(8)
     for i, image in enumerate(g["images"]):
-        mark = "✅" if correct[i] else "❌"
-        caption = f"{mark} {g['classes'][g['preds'][i]]}" + (
-            "" if correct[i] else f" ({g['classes'][g['targets'][i]]})"
-        )
+        pred, actual = g["classes"][g["preds"][i]], g["classes"][g["targets"][i]]
+        caption = pred if correct[i] else t("predict.mistake", pred=pred, actual=actual)
         seen = image.permute(1, 2, 0).numpy()
         cols[i % 8].image(enlarge(seen[..., 0] if seen.shape[-1] == 1 else seen, 84), caption=caption)
     left, right = st.columns(2)

@@ -19,7 +19,7 @@ source = st.radio(
     t("transfer.source"), ["run", "imagenet", "upload"], format_func=lambda s: t(f"transfer.src.{s}"), horizontal=True
 )
 
-pretrained, arch, blocked = None, None, None
+pretrained, arch, blocked, source_classes = None, None, None, 1000
 if source == "run":
     rows = checkpoints()
     if not rows:
@@ -27,7 +27,8 @@ if source == "run":
         st.stop()
     row = st.selectbox(t("transfer.run"), rows, format_func=checkpoint_label)
     pretrained = str(Path(row["path"]) / "best.pt")
-    arch = load_checkpoint(pretrained)["arch"]
+    ckpt = load_checkpoint(pretrained)
+    arch, source_classes = ckpt["arch"], len(ckpt["classes"])
 elif source == "imagenet":
     arch = st.selectbox(t("transfer.arch"), models.list_models("torchvision"))
     pretrained = "imagenet"
@@ -47,7 +48,10 @@ else:
 size = spec.size
 if blocked:
     st.warning(blocked)
-view = transfer.preview(arch, len(spec.classes), spec.channels, size)
+if source == "upload":
+    state = load_state_dict_file(pretrained)
+    source_classes = next((v.shape[0] for k, v in state.items() if k.endswith("fc.weight")), 1000)
+view = transfer.preview(arch, source_classes, len(spec.classes), spec.channels, size)
 left, right = st.columns(2)
 left.markdown(t("transfer.before"))
 left.code(view["before"], language=None)
@@ -55,7 +59,7 @@ right.markdown(t("transfer.after"))
 right.code(view["after"], language=None)
 if source == "upload":
     model = models.get_model(arch, num_classes=len(spec.classes), in_channels=spec.channels, image_size=size)
-    report = transfer.load_backbone(model, load_state_dict_file(pretrained))
+    report = transfer.load_backbone(model, state)
     st.caption(
         t(
             "transfer.report",

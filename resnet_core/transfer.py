@@ -30,7 +30,8 @@ def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
 
 
 def replace_head(model: nn.Module, num_classes: int) -> tuple[str, str]:
-    """Swap the head for a fresh ``Linear(in_features, num_classes)``; return (before, after)."""
+    """Swap the head for a fresh ``Linear(in_features, num_classes)``; return (before, after),
+    e.g. ``("fc: Linear(512, 1000)", "fc: Linear(512, 10)")``."""
     name, old = find_head(model)
     new = nn.Linear(old.in_features, num_classes)
     parent = model
@@ -41,7 +42,7 @@ def replace_head(model: nn.Module, num_classes: int) -> tuple[str, str]:
         parent[int(last)] = new
     else:
         setattr(parent, last, new)
-    return f"{name}: {old}", f"{name}: {new}"
+    return f"{name}: Linear({old.in_features}, {old.out_features})", f"{name}: Linear({new.in_features}, {num_classes})"
 
 
 def load_backbone(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
@@ -105,12 +106,10 @@ def prepare_model(config, num_classes: int, in_channels: int, image_size: int) -
     return model
 
 
-def preview(arch: str, num_classes: int, in_channels: int, image_size: int) -> dict:
-    """Head before and after replacement, and trainable parameters for each choice.
-
-    Built without weights: the shapes, not the values, are what the transfer page shows.
-    """
-    model = models.get_model(arch, num_classes=1000, in_channels=in_channels, image_size=image_size)
+def preview(arch: str, source_classes: int, num_classes: int, in_channels: int, image_size: int) -> dict:
+    """Head before (``source_classes`` outputs) and after replacement, and trainable parameters
+    for each choice. Built without weights: the page shows shapes, not values."""
+    model = models.get_model(arch, num_classes=source_classes, in_channels=in_channels, image_size=image_size)
     before, after = replace_head(model, num_classes)
     counts = {}
     for mode in ("head", "last-stage", "all"):

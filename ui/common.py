@@ -38,7 +38,8 @@ def checkpoint_label(row: dict) -> str:
 
 
 def dataset_label(name: str) -> str:
-    return data.get_spec(name).title
+    """Built-in datasets have titles in the catalogues; a user's folder keeps its own name."""
+    return t(f"dataset.{name}") if name in data.BUILTIN else data.get_spec(name).title
 
 
 def current_checkpoint() -> str | None:
