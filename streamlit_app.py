@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.common import sidebar
+from ui.common import FRAME_KEY, sidebar
 from ui.i18n import t
 
 st.set_page_config(page_title="ResNet Lab", page_icon="🧱", layout="wide")
@@ -16,5 +16,9 @@ PAGES = [
     st.Page("pages/predict.py", title=t("nav.predict"), icon=":material/image_search:"),
 ]
 page = st.navigation(PAGES)
+goto = st.session_state.pop("_goto", None)  # a deep link that arrived before the frame (require_frame)
+if goto:
+    st.switch_page(goto)
+st.session_state[FRAME_KEY] = True
 sidebar()
 page.run()

@@ -9,8 +9,10 @@ import streamlit as st
 
 from resnet_core import data, explore
 from resnet_core.folders import FolderError
-from ui.common import dataset_label
+from ui.common import dataset_label, require_frame
 from ui.i18n import t
+
+require_frame("pages/data.py")
 
 cached = st.cache_data(show_spinner=False, max_entries=32)
 describe, grid, means = cached(data.describe), cached(explore.sample_grid), cached(explore.mean_images)

@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from ui.common import dataset_label, environment
+from ui.common import dataset_label, environment, require_frame
 from ui.i18n import t
+
+require_frame("pages/home.py")
 
 st.title("ResNet Lab")
 st.write(t("home.intro"))

@@ -7,8 +7,10 @@ import streamlit as st
 
 from resnet_core import predict
 from resnet_core.checkpoints import CheckpointError
-from ui.common import checkpoint_label, checkpoints, current_checkpoint, load_predictor
+from ui.common import checkpoint_label, checkpoints, current_checkpoint, load_predictor, require_frame
 from ui.i18n import t
+
+require_frame("pages/predict.py")
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
 
@@ -46,10 +48,12 @@ def show(name: str, raw: bytes) -> None:
         st.error(str(err))
         return
     top = predictor.top_k(prepared, 5)
-    a, b, c = st.columns([1, 1, 2])
+    cam, _ = predictor.explain(prepared, top[0]["index"])
+    a, b, d, c = st.columns([1, 1, 1, 2])
     a.image(raw, caption=name, width=160)
     seen = prepared.permute(1, 2, 0).numpy()
     b.image(enlarge(seen[..., 0] if seen.shape[-1] == 1 else seen), caption=t("predict.seen"))
+    d.image(enlarge(predict.overlay(prepared, cam)), caption=t("predict.cam"))
     frame = pd.DataFrame({"label": [r["label"] for r in top], "probability": [r["prob"] for r in top]})
     fig = px.bar(frame, x="probability", y="label", orientation="h", range_x=[0, 1], height=220)
     fig.update_layout(yaxis={"autorange": "reversed"}, margin={"t": 10, "b": 10})

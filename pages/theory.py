@@ -2,7 +2,10 @@
 
 import streamlit as st
 
+from ui.common import require_frame
 from ui.i18n import t
+
+require_frame("pages/theory.py")
 
 st.title(t("theory.title"))
 st.markdown(t("theory.intro"))

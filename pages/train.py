@@ -8,8 +8,10 @@ import streamlit as st
 
 from resnet_core import config as cfg
 from resnet_core import data, export, models, runs
-from ui.common import dataset_label
+from ui.common import dataset_label, require_frame
 from ui.i18n import t
+
+require_frame("pages/train.py")
 
 st.title(t("train.title"))
 

@@ -7,8 +7,10 @@ import streamlit as st
 from resnet_core import config as cfg
 from resnet_core import data, models, runs, transfer
 from resnet_core.checkpoints import load_checkpoint, load_state_dict_file
-from ui.common import checkpoint_label, checkpoints, dataset_label, network_reachable
+from ui.common import checkpoint_label, checkpoints, dataset_label, network_reachable, require_frame
 from ui.i18n import t
+
+require_frame("pages/transfer.py")
 
 st.title(t("transfer.title"))
 st.write(t("transfer.intro"))

@@ -10,7 +10,8 @@ steps ("digit" and "item" styles); other datasets get the usual resize and centr
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,43 @@ def build_from_checkpoint(ckpt: dict) -> nn.Module:
     return model.eval()
 
 
+def cam_layer(model: nn.Module) -> nn.Module:
+    """The deepest convolutional stage: ``layer4`` (torchvision), ``layer3`` (CIFAR), ``rblock2``."""
+    from resnet_core.transfer import last_stage
+
+    try:
+        return getattr(model, last_stage(model))
+    except ValueError:
+        return model.rblock2
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017) of class ``target`` for one normalised image (1, C, H, W).
+
+    The deepest stage's activations, weighted by the spatial mean of the gradient of the
+    class score, summed over channels, rectified, upsampled to the input, scaled to [0, 1].
+    """
+    saved = {}
+    handle = cam_layer(model).register_forward_hook(lambda m, i, out: saved.update(a=out))
+    try:
+        with torch.enable_grad():
+            score = model(x)[0, target]
+            grads = torch.autograd.grad(score, saved["a"])[0]
+    finally:
+        handle.remove()
+    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * saved["a"]).sum(1, keepdim=True))
+    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return (cam / cam.max()).detach() if cam.max() > 0 else cam.detach()
+
+
+def overlay(image: torch.Tensor, cam: torch.Tensor, alpha: float = 0.5) -> np.ndarray:
+    """uint8 (H, W, 3): the image in gray with the heat map in red and yellow on top."""
+    gray = image.float().mean(0) / 255
+    heat = torch.stack([cam.clamp(0, 1), (cam - 0.5).clamp(0, 1) * 2, torch.zeros_like(cam)], -1)
+    out = (1 - alpha) * gray[..., None] + alpha * heat
+    return (out.clamp(0, 1) * 255).byte().numpy()
+
+
 @dataclass
 class Predictor:
     """A loaded checkpoint, ready to classify images. Treat as read-only: it is shared."""
@@ -135,6 +173,7 @@ class Predictor:
     channels: int
     style: str
     dataset: str
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Predictor:
@@ -160,6 +199,16 @@ class Predictor:
         """Softmax over classes for uint8 (N, C, H, W) images."""
         stats = torch.tensor([self.mean, self.std]).view(2, 1, -1, 1, 1)
         return torch.softmax(self.model(engine.normalize(batch, stats[0], stats[1])), dim=1)
+
+    def explain(self, prepared: torch.Tensor, target: int | None = None) -> tuple[torch.Tensor, int]:
+        """Grad-CAM heat map (H, W) in [0, 1] for ``target`` (default: the top class)."""
+        stats = torch.tensor([self.mean, self.std]).view(2, 1, -1, 1, 1)
+        x = engine.normalize(prepared[None], stats[0], stats[1])
+        with self._lock:  # the model is shared between sessions; hooks must not interleave
+            if target is None:
+                with torch.no_grad():
+                    target = int(self.model(x).argmax(1))
+            return grad_cam(self.model, x, target), target
 
     def top_k(self, prepared: torch.Tensor, k: int = 5) -> list[dict]:
         probs = self.probabilities(prepared[None])[0]

@@ -58,3 +58,40 @@ def digit_png(tmp_path: Path, index: int = 0) -> tuple[Path, int]:
     path = tmp_path / f"digit{index}.png"
     Image.fromarray(test.images[index, 0].numpy()).save(path)
     return path, int(test.targets[index])
+
+
+def tiny_config(**overrides):
+    """A run that starts in seconds: the tutorial net, Adam, a few batches (override as needed)."""
+    from resnet_core.config import TrainConfig
+
+    base = dict(
+        dataset="mnist-sample",
+        model="mini_residual",
+        epochs=1,
+        batch_size=16,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="none",
+        max_train_batches=5,
+        max_test_images=100,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+# The same tiny run as command-line flags, for the CLI and torchrun tests.
+TINY_ARGS = [
+    "--dataset",
+    "mnist-sample",
+    "--model",
+    "mini_residual",
+    "--epochs",
+    "1",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "0.002",
+    "--schedule",
+    "none",
+    "--max-test-images",
+    "300",
+]

@@ -113,6 +113,16 @@ def open_page(page, server, name: str, lang: str = "en") -> float:
     return time.perf_counter() - start
 
 
+def test_a_deep_link_to_a_fresh_server_still_gets_the_frame(server, page):
+    """First in this file on purpose: the module's server has served nobody yet."""
+    open_page(page, server, "predict", "zh")
+    page.get_by_role("heading", name="预测").wait_for(timeout=60_000)
+    sidebar = page.locator("[data-testid=stSidebar]")
+    sidebar.get_by_text("语言").wait_for(timeout=30_000)  # the frame's sidebar, in the language of the link
+    nav = [text.split()[-1] for text in page.locator("[data-testid=stSidebarNavLink]").all_inner_texts()]  # less icon
+    assert nav == ["首页", "理论", "数据", "训练", "迁移学习", "预测"]  # st.navigation's titles, not file names
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_page_loads_without_an_exception_box(server, page, lang):
     from ui.i18n import catalogue

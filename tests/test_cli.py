@@ -8,7 +8,7 @@ import onnx
 import torch
 
 from resnet_core import models
-from tests.conftest import digit_png
+from tests.conftest import TINY_ARGS, digit_png
 
 
 def cli(*args, env_home, check=True):
@@ -24,28 +24,7 @@ def cli(*args, env_home, check=True):
 def test_train_predict_evaluate_export_end_to_end(tmp_path):
     home = tmp_path / "lab"
     run_dir = tmp_path / "run"
-    out = cli(
-        "train",
-        "--dataset",
-        "mnist-sample",
-        "--model",
-        "mini_residual",
-        "--epochs",
-        "1",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.002",
-        "--schedule",
-        "none",
-        "--max-train-batches",
-        "40",
-        "--max-test-images",
-        "300",
-        "--run-dir",
-        run_dir,
-        env_home=home,
-    ).stdout
+    out = cli("train", *TINY_ARGS, "--max-train-batches", "40", "--run-dir", run_dir, env_home=home).stdout
     last = out.strip().splitlines()[-1]
     assert "best test accuracy" in last and str(run_dir / "best.pt") in last
     assert {"config.json", "status.json", "metrics.jsonl", "best.pt", "last.pt"} <= {p.name for p in run_dir.iterdir()}
@@ -121,22 +100,9 @@ def test_two_processes_under_torchrun_share_one_run(tmp_path):
         "-m",
         "resnet_core",
         "train",
-        "--dataset",
-        "mnist-sample",
-        "--model",
-        "mini_residual",
-        "--epochs",
-        "1",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.002",
-        "--schedule",
-        "none",
+        *TINY_ARGS,
         "--max-train-batches",
         "20",
-        "--max-test-images",
-        "300",
         "--run-dir",
         str(run_dir),
     ]

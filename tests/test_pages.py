@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core import data, runs
 from resnet_core.config import TrainConfig
-from tests.conftest import digit_png
+from tests.conftest import digit_png, tiny_config
 from ui.i18n import catalogue
 
 PAGES = ["home", "theory", "data", "train", "transfer", "predict"]
@@ -85,18 +85,7 @@ def test_predict_page_says_one_sentence_for_a_bad_upload(lab, trained_run):
 
 
 def test_train_page_shows_a_run_that_a_test_launched(lab):
-    config = TrainConfig(
-        dataset="mnist-sample",
-        model="mini_residual",
-        epochs=1,
-        batch_size=16,
-        optimizer="adam",
-        lr=1e-3,
-        schedule="none",
-        max_train_batches=3,
-        max_test_images=50,
-    )
-    run_dir = runs.launch(config)
+    run_dir = runs.launch(tiny_config(max_train_batches=3, max_test_images=50))
     at = app("train")
     assert any(run_dir.name in h.value for h in at.subheader)
     assert run_dir.name in at.dataframe[0].value["run"].tolist()

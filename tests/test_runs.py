@@ -8,6 +8,7 @@ import pytest
 from resnet_core import runs
 from resnet_core.checkpoints import load_checkpoint
 from resnet_core.config import TrainConfig
+from tests.conftest import tiny_config
 
 
 def wait_for(predicate, timeout=90.0, every=0.2):
@@ -20,18 +21,7 @@ def wait_for(predicate, timeout=90.0, every=0.2):
 
 
 def test_launch_stop_resume_a_real_process(lab):
-    config = TrainConfig(
-        dataset="mnist-sample",
-        model="mini_residual",
-        epochs=3,
-        batch_size=16,
-        optimizer="adam",
-        lr=1e-3,
-        schedule="none",
-        max_train_batches=400,
-        max_test_images=200,
-    )
-    run_dir = runs.launch(config)
+    run_dir = runs.launch(tiny_config(epochs=3, max_train_batches=400, max_test_images=200))
     assert json.loads((run_dir / "config.json").read_text())["run_dir"] == str(run_dir)
     assert wait_for(lambda: len(runs.read_metrics(run_dir, ("batch",))) >= 3), (run_dir / "train.log").read_text()
     assert runs.read_status(run_dir)["state"] == "running"
@@ -79,31 +69,9 @@ def test_metrics_reader_ignores_a_half_written_line(lab):
 
 def test_a_server_wide_limit_queues_runs_and_starts_them_when_a_slot_frees(lab, monkeypatch):
     monkeypatch.setenv("RESNET_LAB_MAX_RUNS", "1")
-    long = TrainConfig(
-        dataset="mnist-sample",
-        model="mini_residual",
-        epochs=5,
-        batch_size=16,
-        optimizer="adam",
-        lr=1e-3,
-        schedule="none",
-        max_train_batches=400,
-        max_test_images=100,
-    )
-    short = TrainConfig(
-        dataset="mnist-sample",
-        model="mini_residual",
-        epochs=1,
-        batch_size=16,
-        optimizer="adam",
-        lr=1e-3,
-        schedule="none",
-        max_train_batches=5,
-        max_test_images=100,
-    )
-    first = runs.launch(long)
-    second = runs.launch(short)
-    third = runs.launch(short)
+    first = runs.launch(tiny_config(epochs=5, max_train_batches=400))
+    second = runs.launch(tiny_config())
+    third = runs.launch(tiny_config())
     assert runs.read_status(second)["state"] == "queued" and runs.queue_position(second) == 1
     assert runs.queue_position(third) == 2
     runs.stop(third)  # a queued run can be cancelled before it ever starts

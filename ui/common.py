@@ -10,6 +10,23 @@ import streamlit as st
 from resnet_core import data, predict, runs, system
 from ui.i18n import t
 
+FRAME_KEY = "_resnet_lab_frame"
+
+
+def require_frame(page_path: str) -> None:
+    """Send a visit that bypassed the frame through it, keeping the page it asked for.
+
+    Until some session has run ``st.navigation``, Streamlit serves the files in pages/ on their
+    own (its older multipage mode), so the first visitor after a restart who follows a deep
+    link (``/predict``) would get a page with no sidebar or language. Seen with Streamlit 1.67.
+    """
+    if not st.session_state.get(FRAME_KEY):
+        from ui.i18n import language
+
+        st.session_state["_goto"] = page_path
+        st.session_state.setdefault("lang", language())  # switch_page drops ?lang=zh
+        st.switch_page("streamlit_app.py")
+
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _predictor(path: str, mtime: float) -> predict.Predictor:
@@ -53,13 +70,9 @@ def sidebar() -> None:
     from ui.i18n import LANGUAGES, language
 
     with st.sidebar:
-        st.selectbox(
-            t("sidebar.language"),
-            list(LANGUAGES),
-            index=list(LANGUAGES).index(language()),
-            format_func=LANGUAGES.get,
-            key="lang",
-        )
+        st.session_state.setdefault("lang", language())
+        st.selectbox(t("sidebar.language"), list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
+        st.query_params["lang"] = st.session_state["lang"]  # a copied link keeps the language
         env = environment()
         gpu = [d for d in env["devices"] if d["kind"] != "cpu"]
         device = (
