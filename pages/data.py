@@ -20,19 +20,18 @@ histogram, pca = cached(explore.intensity_histogram), cached(explore.pca_map)
 
 st.title(t("data.title"))
 name = st.selectbox(t("data.dataset"), data.list_datasets(), format_func=dataset_label, key="data_name")
-info = data.describe(name)
-if not info.present:
-    st.info(t("data.absent", name=name))
-    if st.button(t("data.download"), type="primary"):
-        try:
-            with st.spinner(t("data.downloading")):
-                info = data.describe(name, download=True)
-        except data.DatasetUnavailable as err:
-            st.error(str(err))
-    if not info.present:
-        st.stop()
-else:
+if data.is_present(name):
     info = describe(name)
+else:
+    st.info(t("data.absent", name=name))
+    if not st.button(t("data.download"), type="primary"):
+        st.stop()
+    try:
+        with st.spinner(t("data.downloading")):
+            info = data.describe(name, download=True)
+    except data.DatasetUnavailable as err:
+        st.error(str(err))
+        st.stop()
 
 cols = st.columns(4)
 cols[0].metric(t("data.classes"), len(info.classes))

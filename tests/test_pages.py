@@ -100,3 +100,19 @@ def test_transfer_page_shows_the_head_before_and_after(lab, trained_run):
     codes = [c.value for c in at.code]
     assert codes == ["fc: Linear(64, 10)", "fc: Linear(64, 10)"]  # MNIST's 10 classes -> Fashion's 10
     assert len(at.radio) == 2
+
+
+def test_data_page_offline_download_is_one_sentence(lab, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    at = app("data")
+    at.selectbox(key="data_name").set_value("cifar10").run()
+    assert "cifar10" in at.info[0].value
+    at.button[0].click().run()
+    assert not at.exception
+    assert "unreachable" in at.error[0].value and "mnist-sample" in at.error[0].value
