@@ -155,7 +155,7 @@ def test_uploading_a_digit_on_predict_shows_a_label_and_probabilities(server, pa
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(image))
     answer = page.locator("[data-testid=stMarkdownContainer] strong").filter(has_text=ckpt["classes"][label])
     answer.first.wait_for(timeout=60_000)
-    assert page.locator("[data-testid=stPlotlyChart]").count() >= 1  # the top-5 probabilities
+    page.locator("[data-testid=stPlotlyChart]").first.wait_for(timeout=30_000)  # the top-5 probabilities
     assert page.locator("[data-testid=stException]").count() == 0
 
 
