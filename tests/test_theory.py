@@ -1,0 +1,36 @@
+"""Block costs against hand-computed and published figures."""
+
+import pytest
+
+from resnet_core import theory
+
+
+def test_one_by_one_reduction_is_the_classic_120m_against_12m():
+    costs = theory.one_by_one_costs()
+    assert costs["direct"]["macs"] == 28 * 28 * 32 * 192 * 25 == 120_422_400
+    assert costs["reduced"]["macs"] == 28 * 28 * 16 * 192 + 28 * 28 * 32 * 16 * 25 == 12_443_648
+    assert costs["direct"]["params"] == 192 * 32 * 25
+
+
+def test_bottleneck_on_256_channels_costs_about_a_basic_block_on_64():
+    costs = theory.block_costs()
+    # He et al. 2016 Fig. 5: "similar time complexity"; conv weights 69,632 (bottleneck) vs 73,728 (basic).
+    assert costs["basic"]["params"] == 2 * 64 * 64 * 9 + 4 * 64
+    assert costs["bottleneck"]["params"] == 256 * 64 + 64 * 64 * 9 + 64 * 256 + 2 * 64 * 2 + 256 * 2
+    assert 0.8 < costs["bottleneck"]["macs"] / costs["basic"]["macs"] < 1.2
+    assert costs["basic_on_256"]["macs"] > 15 * costs["bottleneck"]["macs"]
+
+
+def test_option_a_is_free_and_option_b_is_a_1x1_conv_with_batch_norm():
+    costs = theory.shortcut_costs(16, 32)
+    assert costs["A"] == {"params": 0, "macs": 0}
+    assert costs["B"]["params"] == 16 * 32 + 2 * 32 and costs["B"]["macs"] == 16 * 16 * 32 * 16
+
+
+def test_resnext_matches_resnet50_budget_as_torchvision_builds_them():
+    costs = theory.cardinality_costs()
+    assert costs["dense_3x3"]["params"] == 32 * costs["grouped_3x3"]["params"] == 128 * 128 * 9
+    assert costs["resnet50"]["params"] == 25_557_032 and costs["resnext50_32x4d"]["params"] == 25_028_904
+    # Published: 4.1 and 4.2 GMACs (torchvision's model cards: 4.09 and 4.23 GFLOPS as MACs).
+    assert costs["resnet50"]["macs"] / 1e9 == pytest.approx(4.09, abs=0.02)
+    assert costs["resnext50_32x4d"]["macs"] / 1e9 == pytest.approx(4.23, abs=0.02)
