@@ -91,3 +91,70 @@ def one_by_one_costs(size: int = 28, in_channels: int = 192, out_channels: int =
         nn.Conv2d(in_channels, reduce, 1, bias=False), nn.Conv2d(reduce, out_channels, 5, padding=2, bias=False)
     )
     return {"direct": _cost(direct, (in_channels, size, size)), "reduced": _cost(reduced, (in_channels, size, size))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient flow at initialisation, and shattered gradients, on real images
+
+
+def real_batch(dataset: str = "mnist-sample", n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` normalised training images and labels of a bundled dataset, chosen with ``seed``."""
+    from resnet_core import data, engine
+
+    d = data.load_dataset(dataset, "train")
+    rows = torch.randperm(len(d), generator=torch.Generator().manual_seed(seed))[:n]
+    mean, std = data.normalization(dataset)
+    x = engine.normalize(d.images[rows], torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1))
+    return x, d.targets[rows]
+
+
+def twin(depth: int, residual: bool, batch_norm: bool, in_channels: int = 1, seed: int = 0) -> nn.Module:
+    """A CIFAR-style ResNet of ``depth`` or its plain twin, with the same seeded initial weights."""
+    torch.manual_seed(seed)
+    return models.CifarResNet(depth, 10, in_channels, residual=residual, batch_norm=batch_norm)
+
+
+def gradient_flow(depth: int = 56, batch_norm: bool = True, dataset: str = "mnist-sample", n: int = 64) -> dict:
+    """Per-conv-layer gradient norm of the loss, and per-block output std, at initialisation.
+
+    Layers are in forward order (index 0 is the first convolution), for the plain net and its
+    residual twin, measured on one batch of real images in training mode.
+    """
+    x, y = real_batch(dataset, n)
+    out = {}
+    for kind, residual in (("plain", False), ("residual", True)):
+        model = twin(depth, residual, batch_norm, x.shape[1]).train()
+        stds = []
+        blocks = [m for m in model.modules() if isinstance(m, models.CifarBasicBlock)]
+        handles = [
+            b.register_forward_hook(lambda m, i, o, stds=stds: stds.append(float(o.detach().std()))) for b in blocks
+        ]
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        for h in handles:
+            h.remove()
+        grads = [float(p.grad.norm()) for name, p in model.named_parameters() if p.ndim == 4]
+        out[kind] = {"grad_norm": grads, "act_std": stds, "loss": loss.item()}
+    return out
+
+
+def shattered_gradients(
+    depth: int, residual: bool, batch_norm: bool = True, points: int = 128, dataset: str = "mnist-sample"
+) -> float:
+    """Balduzzi et al. 2017: correlation of input-gradients at neighbouring points on a line.
+
+    The line runs between two real images; at each point we take the gradient of the top
+    logit with respect to the input. Smooth (correlated) gradients give values near 1; white
+    noise gives values near 0. Batch norm uses the line's own statistics (training mode), as
+    the paper measures at initialisation.
+    """
+    x, _ = real_batch(dataset, 2)
+    t = torch.linspace(0, 1, points).view(-1, 1, 1, 1)
+    line = ((1 - t) * x[0] + t * x[1]).requires_grad_(True)
+    model = twin(depth, residual, batch_norm, x.shape[1]).train()
+    logits = model(line)
+    logits[:, int(logits.mean(0).argmax())].sum().backward()
+    g = line.grad.flatten(1)
+    g = g - g.mean(1, keepdim=True)
+    g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return float((g[1:] * g[:-1]).sum(1).mean())

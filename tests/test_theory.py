@@ -34,3 +34,31 @@ def test_resnext_matches_resnet50_budget_as_torchvision_builds_them():
     # Published: 4.1 and 4.2 GMACs (torchvision's model cards: 4.09 and 4.23 GFLOPS as MACs).
     assert costs["resnet50"]["macs"] / 1e9 == pytest.approx(4.09, abs=0.02)
     assert costs["resnext50_32x4d"]["macs"] / 1e9 == pytest.approx(4.23, abs=0.02)
+
+
+# Thresholds below were measured on this machine (2 CPU cores, seed 0, 64 real MNIST digits) and
+# leave a wide margin; the measured value is in each comment.
+
+
+def test_with_batch_norm_plain56_gradients_explode_toward_the_input_but_resnet56_stays_level(lab):
+    flow = theory.gradient_flow(56, batch_norm=True)
+    plain, res = flow["plain"]["grad_norm"], flow["residual"]["grad_norm"]
+    assert len(plain) == len(res) == 1 + 2 * 27  # the first conv, then 2 per block
+    assert plain[0] / plain[-1] > 100  # measured 2,990: first layer vs last (Yang et al. 2019)
+    assert max(res) / min(res) < 30  # measured 10.3 across all 55 layers
+
+
+def test_without_batch_norm_the_residual_forward_pass_explodes_and_the_plain_one_fades(lab):
+    flow = theory.gradient_flow(56, batch_norm=False)
+    res, plain = flow["residual"]["act_std"], flow["plain"]["act_std"]
+    assert res[-1] / res[0] > 100  # measured 5,750: each block adds its variance to the identity
+    assert plain[-1] < plain[0]  # measured 0.245 -> 0.041
+
+
+def test_gradients_shatter_with_depth_in_plain_nets_not_in_resnets(lab):
+    plain20 = theory.shattered_gradients(20, residual=False)
+    plain56 = theory.shattered_gradients(56, residual=False)
+    res56 = theory.shattered_gradients(56, residual=True)
+    assert abs(plain56) < 0.15  # measured -0.01: neighbouring gradients uncorrelated, white noise
+    assert plain20 > plain56 + 0.2  # measured 0.46 at depth 20
+    assert res56 > 0.6  # measured 0.82 (0.92 at depth 20, 0.63 at depth 110)
