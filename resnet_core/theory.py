@@ -140,13 +140,14 @@ def gradient_flow(depth: int = 56, batch_norm: bool = True, dataset: str = "mnis
 
 def shattered_gradients(
     depth: int, residual: bool, batch_norm: bool = True, points: int = 128, dataset: str = "mnist-sample"
-) -> float:
+) -> dict:
     """Balduzzi et al. 2017: correlation of input-gradients at neighbouring points on a line.
 
     The line runs between two real images; at each point we take the gradient of the top
     logit with respect to the input. Smooth (correlated) gradients give values near 1; white
     noise gives values near 0. Batch norm uses the line's own statistics (training mode), as
-    the paper measures at initialisation.
+    the paper measures at initialisation. Also returns the gradient at the most sensitive pixel
+    along the line, which the page draws.
     """
     x, _ = real_batch(dataset, 2)
     t = torch.linspace(0, 1, points).view(-1, 1, 1, 1)
@@ -154,7 +155,181 @@ def shattered_gradients(
     model = twin(depth, residual, batch_norm, x.shape[1]).train()
     logits = model(line)
     logits[:, int(logits.mean(0).argmax())].sum().backward()
-    g = line.grad.flatten(1)
-    g = g - g.mean(1, keepdim=True)
+    raw = line.grad.flatten(1)
+    g = raw - raw.mean(1, keepdim=True)
     g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return float((g[1:] * g[:-1]).sum(1).mean())
+    pixel = int(raw.abs().mean(0).argmax())  # the most sensitive pixel, to draw along the line
+    return {"correlation": float((g[1:] * g[:-1]).sum(1).mean()), "trace": raw[:, pixel].tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The degradation experiment (He et al. 2016, Fig. 6 and Table 6), reproducibly
+
+DEGRADATION_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+# What the shipped twins keep of a checkpoint: enough for Predictor and evaluation, no optimizer.
+TWIN_KEYS = (
+    "model",
+    "config",
+    "dataset",
+    "arch",
+    "classes",
+    "mean",
+    "std",
+    "image_size",
+    "in_channels",
+    "metrics",
+    "history",
+    "versions",
+)
+# He et al. 2016, Table 6, CIFAR-10 test error (%), for the page's comparison.
+PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
+
+
+def degradation(dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, run_root=None, echo=print) -> list:
+    """Train the plain and residual 20/56-layer twins with one recipe; one row per model and epoch.
+
+    Rows hold train and test error in %, the seconds of the epoch, and the model. The recipe is
+    the dataset's preset with label smoothing off, so errors are plain classification errors.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from resnet_core import data, engine
+    from resnet_core.config import TrainConfig
+
+    preset = {**data.get_spec(dataset).preset, "label_smoothing": 0.0, "augment": "none"}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in DEGRADATION_MODELS:
+            run_dir = Path(run_root or tmp) / name
+            config = TrainConfig(
+                **{**preset, "dataset": dataset, "model": name, "epochs": epochs, "seed": seed, "run_dir": str(run_dir)}
+            )
+            result = engine.fit(config)
+            for r in result["history"]:
+                rows.append(
+                    {
+                        "model": name,
+                        "epoch": r["epoch"],
+                        "train_error": round(100 * (1 - r["train_acc"]), 3),
+                        "test_error": round(100 * (1 - r["test_acc"]), 3),
+                        "seconds": r["seconds"],
+                    }
+                )
+            echo(
+                f"{name}: final train error {rows[-1]['train_error']:.2f} %, test error {rows[-1]['test_error']:.2f} %"
+            )
+    return rows
+
+
+def write_degradation_csv(rows: list, path, dataset: str, epochs: int, seconds: float) -> None:
+    """CSV with comment lines recording hardware, time and versions, written atomically."""
+    import csv
+    import io
+    import os
+    import platform
+
+    from resnet_core.checkpoints import atomic_write_text
+
+    buffer = io.StringIO()
+    buffer.write(f"# He et al. 2016 degradation experiment on {dataset}, {epochs} epochs per model, seed 0\n")
+    buffer.write(f"# command: python -m resnet_core.theory degradation --dataset {dataset} --epochs {epochs}\n")
+    buffer.write(
+        f"# hardware: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}\n"
+    )
+    buffer.write(
+        f"# versions: torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"python {platform.python_version()}\n"
+    )
+    buffer.write(f"# total seconds: {seconds:.0f}\n")
+    writer = csv.DictWriter(buffer, fieldnames=["model", "epoch", "train_error", "test_error", "seconds"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_degradation_csv(path) -> tuple[list[str], list[dict]]:
+    """(comment lines, rows) of a CSV written by :func:`write_degradation_csv`."""
+    import csv
+    from pathlib import Path
+
+    lines = Path(path).read_text().splitlines()
+    notes = [line[2:] for line in lines if line.startswith("# ")]
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    for r in rows:
+        r.update(
+            epoch=int(r["epoch"]),
+            train_error=float(r["train_error"]),
+            test_error=float(r["test_error"]),
+            seconds=float(r["seconds"]),
+        )
+    return notes, rows
+
+
+def shipped_twin(name: str):
+    """Path of a 20-layer twin trained by the degradation command and shipped with the app."""
+    from pathlib import Path
+
+    return Path(__file__).parent / "theory_data" / f"{name}.pt"
+
+
+def block_deletion(checkpoint, limit: int = 1000) -> dict:
+    """Veit et al. 2016: test accuracy with each block deleted in turn (replaced by its shortcut).
+
+    A deleted residual block leaves its identity path; a plain block gets the same parameter-free
+    path (option A), so both nets lose exactly one block's layers and keep their shapes.
+    """
+    from resnet_core import data, engine
+    from resnet_core.checkpoints import load_checkpoint
+    from resnet_core.predict import build_from_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    model = build_from_checkpoint(ckpt)
+    test = data.load_dataset(ckpt["dataset"], "test").subset(limit)
+    stats = torch.tensor([ckpt["mean"], ckpt["std"]]).view(2, 1, -1, 1, 1)
+
+    def accuracy() -> float:
+        return engine.evaluate(model, test, torch.device("cpu"), stats)["acc"]
+
+    base = accuracy()
+    blocks = [m for m in model.modules() if isinstance(m, models.CifarBasicBlock)]
+    deleted = []
+    for block in blocks:
+        path = block.shortcut or models.OptionAShortcut(
+            block.conv1.in_channels, block.conv1.out_channels, block.conv1.stride[0]
+        )
+        block.forward = path.forward  # an instance attribute shadows the class method
+        deleted.append(accuracy())
+        del block.forward
+    return {"arch": ckpt["arch"], "base": base, "deleted": deleted, "drop": [base - a for a in deleted]}
+
+
+def main(argv=None) -> int:
+    import argparse
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from resnet_core.checkpoints import load_checkpoint, save_checkpoint
+
+    parser = argparse.ArgumentParser(prog="python -m resnet_core.theory")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("degradation", help="train plain/residual 20 and 56 layer twins, write a CSV")
+    p.add_argument("--dataset", default="fashion-sample")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "theory_data" / "degradation.csv")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = degradation(args.dataset, args.epochs, run_root=tmp)
+        for name in ("plain20", "resnet20"):  # the twins the block-deletion plot uses
+            ckpt = load_checkpoint(Path(tmp) / name / "best.pt")
+            save_checkpoint({k: ckpt[k] for k in TWIN_KEYS}, args.out.parent / f"{name}.pt")
+    write_degradation_csv(rows, args.out, args.dataset, args.epochs, time.perf_counter() - start)
+    print(f"wrote {args.out} and the 20-layer twins beside it")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -116,3 +116,13 @@ def test_data_page_offline_download_is_one_sentence(lab, monkeypatch):
     at.button[0].click().run()
     assert not at.exception
     assert "unreachable" in at.error[0].value and "mnist-sample" in at.error[0].value
+
+
+def test_theory_page_measures_live_for_any_depth_and_batch_norm_setting(lab):
+    at = app("theory")
+    assert len(at.get("plotly_chart")) == 6  # flow, activations, shattered, two degradation curves, deletion
+    assert len(at.get("graphviz_chart")) == 2 and len(at.dataframe) == 4
+    at.select_slider[0].set_value(20).run()
+    at.toggle[0].set_value(False).run()
+    assert not at.exception
+    assert any("20" in c.value for c in at.caption)

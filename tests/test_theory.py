@@ -56,9 +56,30 @@ def test_without_batch_norm_the_residual_forward_pass_explodes_and_the_plain_one
 
 
 def test_gradients_shatter_with_depth_in_plain_nets_not_in_resnets(lab):
-    plain20 = theory.shattered_gradients(20, residual=False)
-    plain56 = theory.shattered_gradients(56, residual=False)
+    plain20 = theory.shattered_gradients(20, residual=False)["correlation"]
+    plain56 = theory.shattered_gradients(56, residual=False)["correlation"]
     res56 = theory.shattered_gradients(56, residual=True)
+    assert len(res56["trace"]) == 128
+    res56 = res56["correlation"]
     assert abs(plain56) < 0.15  # measured -0.01: neighbouring gradients uncorrelated, white noise
     assert plain20 > plain56 + 0.2  # measured 0.46 at depth 20
     assert res56 > 0.6  # measured 0.82 (0.92 at depth 20, 0.63 at depth 110)
+
+
+def test_the_shipped_degradation_csv_records_how_it_was_made():
+    notes, rows = theory.read_degradation_csv(theory.shipped_twin("plain20").parent / "degradation.csv")
+    assert any(n.startswith("command: python -m resnet_core.theory degradation") for n in notes)
+    assert any(n.startswith("hardware:") for n in notes) and any(n.startswith("versions: torch") for n in notes)
+    assert {r["model"] for r in rows} == set(theory.DEGRADATION_MODELS)
+    final = {r["model"]: r for r in rows if r["epoch"] == max(x["epoch"] for x in rows)}
+    # The paper's qualitative result, as measured here (see the CSV for the numbers).
+    assert final["plain56"]["train_error"] > final["plain20"]["train_error"]  # deeper plain net trains worse
+    assert final["resnet56"]["train_error"] < final["plain56"]["train_error"]  # the shortcut fixes it
+
+
+def test_deleting_a_block_hurts_the_plain_net_far_more_than_the_resnet(lab):
+    plain = theory.block_deletion(theory.shipped_twin("plain20"), limit=500)
+    res = theory.block_deletion(theory.shipped_twin("resnet20"), limit=500)
+    assert len(plain["drop"]) == len(res["drop"]) == 9
+    mean = lambda r: sum(r["drop"]) / len(r["drop"])  # noqa: E731
+    assert mean(plain) > 3 * mean(res), (mean(plain), mean(res))
