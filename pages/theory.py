@@ -56,13 +56,11 @@ mid.graphviz_chart(BOTTLENECK)
 costs = blocks()
 right.dataframe(costs_table(costs), hide_index=True)
 right.caption(t("theory.blocks.note", ratio=costs["basic_on_256"]["macs"] / costs["bottleneck"]["macs"]))
-a, b, c = st.columns(3)
-a.subheader(t("theory.shortcuts"))
-a.dataframe(costs_table(shortcuts()), hide_index=True)
-b.subheader(t("theory.cardinality"))
-b.dataframe(costs_table(cardinality()), hide_index=True)
-c.subheader(t("theory.one_by_one"))
-c.dataframe(costs_table(one_by_one()), hide_index=True)
+for tab, table in zip(
+    st.tabs([t("theory.shortcuts"), t("theory.cardinality"), t("theory.one_by_one")]),
+    (shortcuts(), cardinality(), one_by_one()),
+):
+    tab.dataframe(costs_table(table), hide_index=True)
 
 st.header(t("theory.flow"))
 a, b = st.columns(2)
@@ -144,7 +142,7 @@ if st.button(t("theory.rerun")):
 
 st.header(t("theory.ensembles"))
 with st.spinner(t("theory.measuring")):
-    d = {k: deletion(str(theory.shipped_twin(k))) for k in ("plain20", "resnet20")}
+    d = {k: deletion(str(theory.shipped_twin(k)), limit=500) for k in ("plain20", "resnet20")}
 fig = go.Figure(
     [go.Bar(x=list(range(1, len(v["drop"]) + 1)), y=[100 * x for x in v["drop"]], name=k) for k, v in d.items()]
 )

@@ -147,7 +147,7 @@ def shattered_gradients(
     logit with respect to the input. Smooth (correlated) gradients give values near 1; white
     noise gives values near 0. Batch norm uses the line's own statistics (training mode), as
     the paper measures at initialisation. Also returns the gradient at the most sensitive pixel
-    along the line, which the page draws.
+    along the line, scaled to unit standard deviation, which the page draws.
     """
     x, _ = real_batch(dataset, 2)
     t = torch.linspace(0, 1, points).view(-1, 1, 1, 1)
@@ -159,7 +159,8 @@ def shattered_gradients(
     g = raw - raw.mean(1, keepdim=True)
     g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
     pixel = int(raw.abs().mean(0).argmax())  # the most sensitive pixel, to draw along the line
-    return {"correlation": float((g[1:] * g[:-1]).sum(1).mean()), "trace": raw[:, pixel].tolist()}
+    trace = raw[:, pixel] / raw[:, pixel].std().clamp_min(1e-12)  # unit std: shapes, not scales, compare
+    return {"correlation": float((g[1:] * g[:-1]).sum(1).mean()), "trace": trace.tolist()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_data_page_offline_download_is_one_sentence(lab, monkeypatch):
 def test_theory_page_measures_live_for_any_depth_and_batch_norm_setting(lab):
     at = app("theory")
     assert len(at.get("plotly_chart")) == 6  # flow, activations, shattered, two degradation curves, deletion
-    assert len(at.get("graphviz_chart")) == 2 and len(at.dataframe) == 4
+    assert len(at.get("graphviz_chart")) == 2 and len(at.dataframe) == 4 and len(at.tabs) == 3
     at.select_slider[0].set_value(20).run()
     at.toggle[0].set_value(False).run()
     assert not at.exception
