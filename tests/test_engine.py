@@ -6,6 +6,7 @@ import torch
 from resnet_core import engine, predict
 from resnet_core.checkpoints import load_checkpoint
 from resnet_core.config import TrainConfig
+from tests.conftest import tiny_config
 
 
 def small(tmp_path, name="run", **kw) -> TrainConfig:
@@ -120,17 +121,16 @@ def test_training_on_a_folder_of_images_with_loader_workers(lab, tmp_path):
     from tests.test_data import make_folder
 
     data.add_folder("animals", make_folder(tmp_path / "animals", per_class=12))
-    config = TrainConfig(
+    config = tiny_config(
         dataset="animals",
         model="resnet18",
         epochs=2,
         batch_size=8,
-        optimizer="adam",
-        lr=1e-3,
-        schedule="none",
         augment="crop+flip",
         pad=2,
         workers=2,
+        max_train_batches=None,
+        max_test_images=None,
         run_dir=str(tmp_path / "f"),
     )
     events = []
