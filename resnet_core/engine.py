@@ -202,7 +202,6 @@ def train_one_epoch(
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     use_amp = config.amp and device.type == "cuda"
     window = time.perf_counter()
-    step = start_step
     for step, (x, y) in enumerate(batches(data, index_lists[start_step:], config.workers), start_step):
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step)
         x = x.to(device, non_blocking=True)
