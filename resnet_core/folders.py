@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from resnet_core.checkpoints import atomic_write_text
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 MAX_ZIP_BYTES = 4 * 1024**3  # uncompressed; a zip bomb stops here
 MAX_ZIP_FILES = 200_000
+MAX_RATIO = 100  # JPEG/PNG barely compress; 100:1 over all members is a bomb, not photos
+RATIO_FLOOR = 64 * 1024**2  # small zips of BMPs or blank drawings may compress well; let them
 TEST_DIRS = ("test", "val", "valid", "validation")
 DEFAULT_SIZE = 224  # ImageNet's, so pretrained backbones see what they were trained on
 
@@ -47,7 +51,7 @@ def list_folders(root: Path) -> list[str]:
     base = folders_dir(root)
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if (p / "index.json").is_file())
+    return sorted(p.name for p in base.iterdir() if NAME_RE.match(p.name) and (p / "index.json").is_file())
 
 
 def read_index(root: Path, name: str) -> dict | None:
@@ -55,28 +59,111 @@ def read_index(root: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _safe_extract(zip_path: Path, dest: Path) -> None:
-    """Extract only regular files with relative, in-tree paths; refuse bombs and traversal."""
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """The member's name as its author typed it: the UTF-8 flag, else UTF-8, else GBK.
+
+    Zips made on Windows store names in the OEM code page with no flag; ``zipfile`` then decodes
+    them as cp437, so a Chinese class folder arrives as mojibake. Re-encoding to the original
+    bytes and trying UTF-8 (macOS, 7-Zip) before GBK (Windows in Chinese) recovers both.
+    """
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        raw = info.filename.encode("cp437")
+    except UnicodeEncodeError:  # decoded with another metadata_encoding already
+        return info.filename
+    for encoding in ("utf-8", "gbk"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return info.filename
+
+
+def _member_parts(name: str) -> tuple[str, ...] | None:
+    """Path parts of a member with either separator, or None when it could leave the folder.
+
+    Windows zips may use ``\\``; an absolute path (``/x``, ``\\x``, ``C:x``, ``//host/x``) or a
+    ``..`` is refused here, before any path is built, and again by resolving the target.
+    """
+    name = name.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or "\x00" in name:
+        return None
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if any(p == ".." for p in parts):
+        return None
+    return parts
+
+
+def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
+    """Extract the regular files of a zip inside ``dest`` only; refuse bombs and traversal.
+
+    ``zipfile.extractall`` sanitises names its own way (it drops ``..`` and drive letters and
+    carries on), which would hide a hostile archive and merge folders; here every target is
+    resolved and must lie inside ``dest``, and a zip that tries to leave it is refused whole.
+    """
     try:
         zf = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile as err:
-        raise FolderError(f"{zip_path.name} is not a readable zip file.") from err
+    except (zipfile.BadZipFile, OSError) as err:
+        raise FolderError(f"{zip_path.name} is not a readable zip file; make one with 'Compress' or 'Send to > Compressed folder'.") from err
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
     with zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
-        if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+        declared = sum(m.file_size for m in members)
+        packed = sum(m.compress_size for m in members)
+        if len(members) > MAX_ZIP_FILES or declared > MAX_ZIP_BYTES:
             raise FolderError(
                 f"{zip_path.name} unpacks to more than {MAX_ZIP_FILES:,} files or "
                 f"{MAX_ZIP_BYTES // 1024**3} GB; point at a directory on the server instead."
             )
+        if declared > RATIO_FLOOR and declared > MAX_RATIO * max(packed, 1):
+            raise FolderError(
+                f"{zip_path.name} would expand {declared // max(packed, 1):,} times (a zip bomb?); "
+                "images barely compress, so zip the image files themselves."
+            )
+        seen: set[str] = set()
+        written = 0
         for m in members:
-            parts = Path(m.filename.replace("\\", "/")).parts
-            is_link = (m.external_attr >> 16) & 0o170000 == 0o120000
-            if is_link or m.filename.startswith("/") or ".." in parts or not parts:
-                continue  # skipped silently: such entries never hold training images
-            target = dest.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(m) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
+            name = _member_name(m)
+            parts = _member_parts(name)
+            if parts == ():
+                continue  # "./" and the like: nothing to write
+            target = dest.joinpath(*parts) if parts else None
+            if target is None or not target.resolve().is_relative_to(root):
+                raise FolderError(
+                    f"{zip_path.name} has an entry that points outside its folder ({name!r}); "
+                    "zip the class folders themselves, with relative paths."
+                )
+            if (m.external_attr >> 16) & 0o170000 == 0o120000:
+                skipped["links"] += 1  # a symlink could point anywhere on the server
+                continue
+            key = "/".join(parts)
+            if key in seen:
+                skipped["duplicate names"] += 1
+                continue
+            seen.add(key)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(m) as src, open(target, "xb") as out:
+                    written += _copy_limited(src, out, MAX_ZIP_BYTES - written)
+            except RuntimeError as err:  # zipfile's word for an encrypted member
+                raise FolderError(f"{zip_path.name} is password-protected; zip the images without a password.") from err
+            except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+                raise FolderError(f"{zip_path.name} is damaged ({name}: {err}); zip the folder again.") from err
+            except OSError:  # a name the file system refuses (too long, a file where a folder is)
+                skipped["unusable names"] += 1
+
+
+def _copy_limited(src, out, budget: int) -> int:
+    """Copy at most ``budget`` bytes: a header that understates a member's size cannot bomb us."""
+    total = 0
+    while chunk := src.read(1 << 20):
+        total += len(chunk)
+        if total > budget:
+            raise FolderError(f"The zip unpacks to more than {MAX_ZIP_BYTES // 1024**3} GB; point at a directory instead.")
+        out.write(chunk)
+    return total
 
 
 def _unwrap(root: Path) -> Path:
@@ -145,10 +232,10 @@ def _stratified(labels: list[int], test_share: float, seed: int) -> list[str]:
     return split
 
 
-def scan(data_dir: Path, seed: int = 0) -> dict:
+def scan(data_dir: Path, seed: int = 0, skipped: Counter | None = None) -> dict:
     """Build the index of a class-folder tree: files, labels, split, skipped counts."""
     base = _unwrap(data_dir)
-    skipped: Counter = Counter()
+    skipped = Counter() if skipped is None else skipped
     names = {p.name.lower(): p for p in base.iterdir() if p.is_dir()}
     test_dir = next((names[d] for d in TEST_DIRS if d in names), None)
     if "train" in names and test_dir is not None:
@@ -188,24 +275,28 @@ def add(root: Path, name: str, source: Path, seed: int = 0) -> dict:
     target = folders_dir(root) / name
     if target.exists():
         raise FolderError(f"A folder dataset named {name!r} exists already; choose another name.")
-    staging = folders_dir(root) / f".{name}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    folders_dir(root).mkdir(parents=True, exist_ok=True)
+    # A private staging folder: two students adding the same name at once never share one.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".staging", dir=folders_dir(root)))
     try:
+        skipped: Counter = Counter()
         if source.is_dir():
             data_dir = source.resolve()
         elif zipfile.is_zipfile(source):
-            _safe_extract(source, staging / "files")
+            _safe_extract(source, staging / "files", skipped)
             data_dir = staging / "files"
         else:
             raise FolderError(f"{source.name} is neither a directory nor a zip of class folders.")
-        index = scan(data_dir, seed)
+        index = scan(data_dir, seed, skipped)
         index["source"] = str(source.resolve()) if source.is_dir() else f"zip: {source.name}"
         index["base"] = str(data_dir) if source.is_dir() else "files"
         index["size"] = _typical_size(data_dir, index["files"])
         index["mean"], index["std"] = _folder_stats(data_dir, index, seed)
         atomic_write_text(staging / "index.json", json.dumps(index))
-        staging.rename(target)  # the dataset appears whole or not at all
+        try:
+            staging.rename(target)  # the dataset appears whole or not at all
+        except OSError as err:  # someone registered the same name while we scanned
+            raise FolderError(f"A folder dataset named {name!r} exists already; choose another name.") from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -219,6 +310,11 @@ def _base(root: Path, name: str, index: dict) -> Path:
 
 def split_files(root: Path, name: str, index: dict, split: str) -> tuple[list[Path], list[int]]:
     base = _base(root, name, index)
+    if not base.is_dir():
+        raise FolderError(
+            f"The folder dataset {name!r} reads its images from {base}, which is gone; "
+            "put the folder back, or add it again under a new name."
+        )
     rows = [(base / f, y) for f, y, s in zip(index["files"], index["labels"], index["split"]) if s == split]
     return [f for f, _ in rows], [y for _, y in rows]
 
