@@ -105,7 +105,9 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise FolderError(f"{zip_path.name} is not a readable zip file; make one with 'Compress' or 'Send to > Compressed folder'.") from err
+        raise FolderError(
+            f"{zip_path.name} is not a readable zip file; make one with 'Compress' or 'Send to > Compressed folder'."
+        ) from err
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     with zf:
@@ -161,7 +163,9 @@ def _copy_limited(src, out, budget: int) -> int:
     while chunk := src.read(1 << 20):
         total += len(chunk)
         if total > budget:
-            raise FolderError(f"The zip unpacks to more than {MAX_ZIP_BYTES // 1024**3} GB; point at a directory instead.")
+            raise FolderError(
+                f"The zip unpacks to more than {MAX_ZIP_BYTES // 1024**3} GB; point at a directory instead."
+            )
         out.write(chunk)
     return total
 
