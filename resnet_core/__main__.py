@@ -6,11 +6,17 @@ The dashboard calls the same functions; every flag of ``train`` comes from a
 
 from __future__ import annotations
 
+import sys
+
+if sys.argv[1:2] == ["train"]:  # first, before torch loads: a stop during start-up is a stop, not a crash
+    from resnet_core import stopping
+
+    stopping.install()
+
 import argparse
 import dataclasses
 import json
 import os
-import sys
 import types
 import typing
 from pathlib import Path

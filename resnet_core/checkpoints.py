@@ -28,8 +28,11 @@ def _atomic(path: Path, write) -> None:
     A crash or a second reader never sees half a file: ``os.replace`` is atomic on POSIX
     and Windows when source and target are on the same file system.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _unsaved(path, err) from err
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a finished file gets the usual permissions
@@ -39,9 +42,20 @@ def _atomic(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _unsaved(path, err) from err
         raise
+
+
+def _unsaved(path: Path, err: OSError) -> CheckpointError:
+    """A full disk or a read-only folder: say so, and that the previous file is untouched."""
+    why = err.strerror or err.__class__.__name__
+    return CheckpointError(
+        f"Could not save {path.name} in {path.parent} ({why}); the previous {path.name} is intact. "
+        "Free disk space or make the folder writable, then resume the run."
+    )
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,13 +34,15 @@ from typing import Any
 
 import torch
 
-from resnet_core import engine
+from resnet_core import classroom, engine, stopping
 from resnet_core.checkpoints import atomic_write_text
 from resnet_core.config import TrainConfig
 from resnet_core.data import lab_home
 
 ACTIVE = ("queued", "starting", "resuming", "running")  # not yet ended
 STARTED = ("starting", "resuming", "running")  # holding a training slot
+RESUMABLE = ("stopped", "failed", "interrupted")  # with a last.pt, these can continue
+_HELD = threading.local()  # how deep this thread is inside transitions()
 STATUS_EVERY_S = 1.0  # how often batch events refresh status.json; the UI polls about this fast
 
 
@@ -58,7 +61,34 @@ def max_concurrent() -> int:
     return max(1, torch.cuda.device_count())
 
 
-def create(config: TrainConfig) -> Path:
+@contextlib.contextmanager
+def transitions():
+    """The one lock every status transition takes: launch, dispatch, stop, resume, finish, fail.
+
+    A file lock (``flock``), so it holds across the page server's threads, the trainers and the
+    CLI. Re-entrant within a thread (``dispatch`` inside ``launch``), since a second ``flock`` on
+    a new descriptor in the same thread would wait for itself. Readers take no lock: status.json
+    is replaced atomically, so a reader sees the old state or the new one.
+    """
+    if getattr(_HELD, "depth", 0):
+        _HELD.depth += 1
+        try:
+            yield
+        finally:
+            _HELD.depth -= 1
+        return
+    base = runs_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _HELD.depth = 1
+        try:
+            yield
+        finally:
+            _HELD.depth = 0
+
+
+def create(config: TrainConfig, owner: str | None = None, nproc: int = 1) -> Path:
     """Make a new run directory holding ``config.json`` and a queued status."""
     config.validate()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -73,15 +103,23 @@ def create(config: TrainConfig) -> Path:
             run_dir = base.with_name(f"{base.name}-{n}")
     config.run_dir = str(run_dir)
     config.save(run_dir / "config.json")
-    write_status(run_dir, {"state": "queued", "created": time.time()})
+    write_status(run_dir, {"state": "queued", "created": time.time(), "owner": owner, "nproc": nproc})
     return run_dir
 
 
-def launch(config: TrainConfig, nproc: int = 1) -> Path:
-    """Create a run and queue it; it starts at once when a training slot is free."""
-    run_dir = create(config)
-    update_status(run_dir, nproc=nproc)
-    dispatch()
+def launch(config: TrainConfig, nproc: int = 1, actor: classroom.Actor | None = None) -> Path:
+    """Create a run and queue it; it starts at once when a training slot is free.
+
+    ``actor`` is the browser session asking (None: the server's shell); in classroom mode its
+    limits are checked, and the run records it as the owner.
+    """
+    config.validate()
+    owner = actor.owner if actor else None
+    with transitions():
+        mine = sum(1 for r in list_runs() if r["state"] in ACTIVE and owner and r.get("owner") == owner)
+        classroom.check_launch(config, actor, mine)
+        run_dir = create(config, owner=owner, nproc=nproc)
+        dispatch()
     return run_dir
 
 
@@ -97,11 +135,8 @@ def dispatch() -> list[Path]:
     Called after every launch, resume and finished run, and by the dashboard as it polls; a
     lock file makes concurrent callers (many browsers, a finishing run) start each run once.
     """
-    base = runs_dir()
-    base.mkdir(parents=True, exist_ok=True)
     started = []
-    with open(base / ".dispatch.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with transitions():
         rows = list_runs()
         free = max_concurrent() - sum(r["state"] in STARTED for r in rows)
         for row in reversed(rows):  # list_runs is newest first
@@ -125,53 +160,84 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
     package_parent = str(Path(__file__).resolve().parent.parent)  # importable from any cwd
     pythonpath = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "RESNET_LAB_HOME": str(lab_home()), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
+    for stale in run_dir.glob(".*.tmp"):  # a save cut short by SIGKILL; no trainer is alive here
+        stale.unlink(missing_ok=True)
     update_status(run_dir, state="resuming" if resume else "starting")
-    with open(run_dir / "train.log", "ab") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stop() signals the whole group
-            env=env,
-            cwd=os.getcwd(),
-        )
+    # The child starts with SIGTERM/SIGINT blocked (a signal mask survives exec) and unblocks
+    # them once its handler is in (``stopping.install``): a stop that arrives while the
+    # interpreter starts waits for the handler instead of killing the run. Not for torchrun's
+    # agent, which never unblocks them.
+    mask = {signal.SIGTERM, signal.SIGINT} if nproc == 1 else set()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+    try:
+        with open(run_dir / "train.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own session: a closed terminal or app does not end it
+                env=env,
+                cwd=os.getcwd(),
+            )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     # The child needs seconds to import torch before its first status write; this is first.
     update_status(run_dir, pid=proc.pid)
     return proc.pid
 
 
-def resume(run_dir: Path) -> None:
-    """Queue a stopped (or crashed) run to continue from its ``last.pt``."""
+def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
+    """Queue a stopped, failed or interrupted run to continue from its ``last.pt``."""
     run_dir = Path(run_dir)
-    if not (run_dir / "last.pt").is_file():
-        raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
-    if read_status(run_dir)["state"] in ACTIVE:
-        raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
-    (run_dir / "STOP").unlink(missing_ok=True)
-    update_status(run_dir, state="queued", resume=True, pid=None)
-    dispatch()
+    with transitions():
+        status = read_status(run_dir)
+        classroom.check_may_act(actor, status.get("owner"), run_dir.name)
+        if not (run_dir / "last.pt").is_file():
+            raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
+        if status["state"] in ACTIVE:
+            raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
+        (run_dir / "STOP").unlink(missing_ok=True)
+        update_status(run_dir, state="queued", resume=True, pid=None, error=None)
+        dispatch()
 
 
-def stop(run_dir: Path) -> None:
-    """Ask a run to stop after its current batch: a STOP file, then SIGTERM to its group."""
+def stop(run_dir: Path, actor: classroom.Actor | None = None) -> None:
+    """Ask a run to stop after its current batch: a STOP file, then SIGTERM to its process.
+
+    The trainer catches SIGTERM from its first line (``stopping``) and only raises a flag, so a
+    stop during start-up or mid-batch ends as "stopped" with ``last.pt`` kept. Only the trainer
+    itself is signalled: its DataLoader workers end with it, and under torchrun the STOP file
+    reaches every rank at the same batch.
+    """
     run_dir = Path(run_dir)
-    (run_dir / "STOP").touch()
-    status = read_status(run_dir)
-    if status["state"] == "queued":  # never started: nothing to signal
-        update_status(run_dir, state="stopped", ended=time.time())
-        return
-    pid = status.get("pid")
-    if pid and _alive(pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(os.getpgid(pid), signal.SIGTERM)
+    with transitions():
+        status = read_status(run_dir)
+        classroom.check_may_act(actor, status.get("owner"), run_dir.name)
+        if status["state"] not in ACTIVE:
+            return
+        (run_dir / "STOP").touch()
+        if status["state"] == "queued":  # never started: nothing to signal
+            update_status(run_dir, state="stopped", ended=time.time())
+            return
+        pid = status.get("pid")
+        single = status.get("nproc", 1) == 1 or status["state"] == "running"  # else pid is torchrun's agent
+        if pid and single and _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
 
 
-def delete(run_dir: Path) -> None:
+def delete(run_dir: Path, actor: classroom.Actor | None = None) -> None:
     run_dir = Path(run_dir)
-    if read_status(run_dir)["state"] in ACTIVE:
-        raise RuntimeError(f"{run_dir.name} is still running; stop it before deleting.")
-    shutil.rmtree(run_dir)
+    with transitions():
+        status = read_status(run_dir)
+        classroom.check_may_act(actor, status.get("owner"), run_dir.name)
+        if status["state"] in ACTIVE:
+            raise RuntimeError(f"{run_dir.name} is still running; stop it before deleting.")
+        # Renamed first, so a listing never sees a half-deleted run; then removed at leisure.
+        doomed = run_dir.with_name(f".deleted-{run_dir.name}")
+        run_dir.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,9 +249,11 @@ def write_status(run_dir: Path, status: dict[str, Any]) -> None:
 
 
 def update_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    status = _raw_status(run_dir)
-    status.update(fields, updated=time.time())
-    write_status(run_dir, status)
+    """Read, change and write status.json under the transition lock, so no change is lost."""
+    with transitions():
+        status = _raw_status(run_dir)
+        status.update(fields, updated=time.time())
+        write_status(run_dir, status)
     return status
 
 
@@ -211,13 +279,17 @@ def _alive(pid: int) -> bool:
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """status.json, with a run whose process died without saying so reported as ``failed``."""
+    """status.json, with a run whose process died without saying so reported as ``interrupted``.
+
+    Killed (SIGKILL, the OOM killer, a reboot) between two atomic saves: its checkpoints are
+    whole, and it resumes from ``last.pt``.
+    """
     status = _raw_status(run_dir)
     on_this_host = status.get("host") in (None, socket.gethostname())
     active = status.get("state") in ACTIVE and status.get("pid") and on_this_host
     if active and not _alive(status["pid"]):
-        status["state"] = "failed"
-        status.setdefault("error", "The training process ended without a final status; see train.log.")
+        status["state"] = "interrupted"
+        status["error"] = "The training process was killed before it could say so; resume it, or see train.log."
     return status
 
 
@@ -242,8 +314,8 @@ def list_runs() -> list[dict[str, Any]]:
     rows = []
     base = runs_dir()
     for run_dir in sorted(base.iterdir(), reverse=True) if base.is_dir() else []:
-        if not (run_dir / "config.json").is_file():
-            continue
+        if run_dir.name.startswith(".") or not (run_dir / "config.json").is_file():
+            continue  # .lock, and runs being deleted
         status = read_status(run_dir)
         config = json.loads((run_dir / "config.json").read_text())
         started, ended = status.get("started"), status.get("ended") or status.get("updated")
@@ -259,6 +331,7 @@ def list_runs() -> list[dict[str, Any]]:
                 "best_acc": status.get("best_acc"),
                 "seconds": round(ended - started, 1) if started and ended else None,
                 "has_best": (run_dir / "best.pt").is_file(),
+                "owner": status.get("owner"),
             }
         )
     return rows
@@ -322,19 +395,35 @@ class RunRecorder:
 
 def stop_checker(run_dir: Path):
     """A ``should_stop`` for the engine: true after SIGTERM/SIGINT or once STOP exists."""
-    flag = {"stop": False}
-
-    def on_signal(signum, frame):
-        flag["stop"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping.install()  # already done by ``python -m resnet_core``; here for library callers
     stop_file = Path(run_dir) / "STOP"
-    return lambda: flag["stop"] or stop_file.exists()
+    return lambda: stopping.requested() or stop_file.exists()
+
+
+def _claim(run_dir: Path) -> bool:
+    """Whether this process may train ``run_dir``: no other live trainer has it.
+
+    ``dispatch`` records the pid it spawned (under the lock, before this can read it); under
+    torchrun that is the agent, our parent. A second trainer for the same run, however it was
+    started, finds a live pid that is not its own and leaves.
+    """
+    if engine.world()[0] != 0:
+        return True
+    with transitions():
+        status = _raw_status(run_dir)
+        pid = status.get("pid")
+        if status.get("state") == "running" and pid not in (os.getpid(), os.getppid()) and pid and _alive(pid):
+            return False
+        if status.get("state") in ("starting", "resuming") and pid not in (None, os.getpid(), os.getppid()):
+            return not _alive(pid)
+        return True
 
 
 def train_run(run_dir: Path, resume: bool = False, echo=None) -> dict[str, Any]:
     """Train the run in ``run_dir`` in this process (what ``launch`` starts)."""
     run_dir = Path(run_dir)
+    if not _claim(run_dir):
+        raise RuntimeError(f"{run_dir.name} is being trained by another process already.")
     config = TrainConfig.load(run_dir / "config.json")
     config.run_dir = str(run_dir)
     recorder = RunRecorder(run_dir, echo)

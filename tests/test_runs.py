@@ -48,11 +48,11 @@ def test_launch_stop_resume_a_real_process(lab):
     assert not run_dir.exists()
 
 
-def test_a_process_that_died_silently_is_reported_failed(lab):
+def test_a_process_that_died_silently_is_reported_interrupted(lab):
     run_dir = runs.create(TrainConfig())
     runs.update_status(run_dir, state="running", pid=2**22 + 12345)  # no such process
     status = runs.read_status(run_dir)
-    assert status["state"] == "failed" and "train.log" in status["error"]
+    assert status["state"] == "interrupted" and "resume" in status["error"]
 
 
 def test_resume_without_last_pt_is_a_sentence(lab):

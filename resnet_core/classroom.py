@@ -1,0 +1,163 @@
+"""A classroom on one server: who may act on a run, and the limits a teacher sets.
+
+Every browser session owns the runs it starts. With ``RESNET_LAB_TEACHER_TOKEN`` set on the
+server, a student sees everyone's runs but may stop, resume or delete only their own, and the
+session limits below apply; a session that enters the token in the sidebar acts on all runs
+and is exempt. Without the variable the server is a single-user app: anyone may act on any run.
+Upload limits apply in both modes. The command line is the server's own shell: never limited.
+
+Limits are environment variables with safe defaults, read on every call so a teacher can see
+them on the home page; ``limits()`` lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from resnet_core import models
+
+TEACHER_ENV = "RESNET_LAB_TEACHER_TOKEN"
+FOLDERS_ROOT_ENV = "RESNET_LAB_FOLDERS_ROOT"
+
+# name -> (environment variable, default, unit). Defaults: a phone photo is 2-8 MB, resnet50's
+# weights are 98 MB, and 300 M-parameter-epochs lets resnet20 train for hundreds of epochs but
+# resnet152 (60 M parameters) for 5, so one student cannot hold a 2-core server for hours.
+LIMITS = {
+    "queued_per_session": ("RESNET_LAB_MAX_QUEUED_PER_SESSION", 2, "runs"),
+    "run_cost": ("RESNET_LAB_MAX_RUN_COST", 300, "M parameters × epochs"),
+    "photo_mb": ("RESNET_LAB_MAX_PHOTO_MB", 25, "MB"),
+    "weights_mb": ("RESNET_LAB_MAX_WEIGHTS_MB", 200, "MB"),
+    "zip_mb": ("RESNET_LAB_MAX_ZIP_MB", 500, "MB"),
+    "upload_days": ("RESNET_LAB_UPLOAD_DAYS", 7, "days"),
+}
+
+
+class ClassroomError(PermissionError):
+    """An action a classroom's rules refuse; the message says why and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: a browser session (``owner`` is a hash of its token) or the teacher.
+
+    ``None`` in place of an Actor means the server's own shell (CLI), which may do anything.
+    """
+
+    owner: str | None = None
+    teacher: bool = False
+
+
+def enabled() -> bool:
+    """Classroom mode: a teacher token is set on the server."""
+    return bool(os.environ.get(TEACHER_ENV))
+
+
+def limit(name: str) -> int:
+    env, default, _ = LIMITS[name]
+    try:
+        return max(1, int(float(os.environ.get(env, default))))
+    except ValueError:
+        return default  # a typo in the server's environment must not take the class down
+
+
+def limits() -> list[dict]:
+    """Every limit with its variable, value and unit, for the home page."""
+    return [
+        {"limit": name, "variable": env, "value": limit(name), "unit": unit}
+        for name, (env, _default, unit) in LIMITS.items()
+    ]
+
+
+def owner_id(session_token: str) -> str:
+    """What a run records as its owner: a hash, so a listing never reveals a session's token."""
+    return hashlib.sha256(session_token.encode()).hexdigest()[:16]
+
+
+def is_teacher_token(token: str | None) -> bool:
+    expected = os.environ.get(TEACHER_ENV)
+    return bool(expected and token) and hmac.compare_digest(token.encode(), expected.encode())
+
+
+def may_act(actor: Actor | None, owner: str | None) -> bool:
+    """Stop, resume or delete a run owned by ``owner``."""
+    if actor is None or actor.teacher or not enabled():
+        return True
+    return owner is not None and owner == actor.owner
+
+
+def check_may_act(actor: Actor | None, owner: str | None, run_name: str) -> None:
+    if not may_act(actor, owner):
+        raise ClassroomError(f"{run_name} belongs to another student; only they or the teacher can change it.")
+
+
+def run_cost(config) -> float:
+    """Million parameters times epochs: the size of a run, the way a teacher thinks of it."""
+    with torch.device("meta"):  # shapes only: resnet152 "builds" in milliseconds, with no memory
+        model = models.get_model(config.model, num_classes=10, in_channels=3, image_size=32)
+    return models.count_parameters(model) / 1e6 * config.epochs
+
+
+def check_launch(config, actor: Actor | None, active_runs_of_actor: int) -> None:
+    """Refuse a run that breaks a session limit (classroom mode, students only)."""
+    if actor is None or actor.teacher or not enabled():
+        return
+    queued = limit("queued_per_session")
+    if active_runs_of_actor >= queued:
+        raise ClassroomError(
+            f"You already have {active_runs_of_actor} run(s) queued or training (limit {queued}); "
+            "stop one or wait for it to finish."
+        )
+    cost, most = run_cost(config), limit("run_cost")
+    if cost > most:
+        per_epoch = cost / config.epochs
+        raise ClassroomError(
+            f"{config.model} for {config.epochs} epochs is {cost:,.0f} M parameters × epochs, over this "
+            f"class's limit of {most:,}; use at most {max(1, int(most // per_epoch))} epochs or a smaller model."
+        )
+
+
+def check_upload(kind: str, size_bytes: int, name: str = "The file") -> None:
+    """``kind``: "photo", "weights" or "zip"."""
+    most = limit(f"{kind}_mb")
+    if size_bytes > most * 1024**2:
+        raise ClassroomError(f"{name} is {size_bytes / 1024**2:,.1f} MB; {kind} uploads here are limited to {most} MB.")
+
+
+def prune_uploads(folder: Path, now: float | None = None) -> int:
+    """Delete uploads older than the limit in days; return how many went."""
+    if not folder.is_dir():
+        return 0
+    cutoff = (now or time.time()) - limit("upload_days") * 86400
+    gone = 0
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                gone += 1
+        except OSError:  # another session pruned it first
+            continue
+    return gone
+
+
+def folders_root() -> Path | None:
+    """The only tree a browser may register folders from; None hides the field."""
+    root = os.environ.get(FOLDERS_ROOT_ENV)
+    return Path(root).resolve() if root else None
+
+
+def check_server_folder(path: str) -> Path:
+    """A directory under ``RESNET_LAB_FOLDERS_ROOT``, resolved (links and ``..`` cannot leave it)."""
+    root = folders_root()
+    if root is None:
+        raise ClassroomError(f"Server folders are off; the administrator can set {FOLDERS_ROOT_ENV} to allow them.")
+    target = (root / path).resolve()
+    if not target.is_relative_to(root):
+        raise ClassroomError(f"Only folders under {root} can be used; give a path inside it.")
+    return target
