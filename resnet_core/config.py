@@ -16,7 +16,7 @@ from typing import Any
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-AUGMENTATIONS = ("none", "crop", "flip", "crop+flip")
+AUGMENTATIONS = ("none", "crop", "flip", "crop+flip", "affine", "affine+flip")
 TRAINABLE = ("all", "last-stage", "head")  # transfer learning: which part learns
 
 
@@ -44,7 +44,9 @@ class TrainConfig:
     weight_decay: float = 5e-4  # L2 on conv/linear weights; batch-norm and biases are exempt
     label_smoothing: float = 0.1  # as in torch.nn.CrossEntropyLoss
     augment: str = "crop"  # batch-level: random translate by up to `pad` px, optional h-flip
-    pad: int = 2  # pixels of translation for the "crop" augmentation
+    pad: int = 2  # pixels of translation for the "crop" and "affine" augmentations
+    rotate: float = 10.0  # degrees: "affine" rotates each image by up to this much either way
+    zoom: float = 0.1  # "affine" scales each image by a factor in 1 +- zoom
     seed: int = 0
     device: str = "auto"
     amp: bool = False  # bfloat16 autocast; used on CUDA only (CPU autocast is slower here)
@@ -74,6 +76,8 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}.")
         if self.weight_decay < 0 or self.pad < 0 or self.workers < 0:
             raise ConfigError("weight_decay, pad and workers cannot be negative.")
+        if not (0 <= self.rotate <= 180 and 0 <= self.zoom < 1):
+            raise ConfigError(f"rotate must be 0-180 degrees and zoom in [0, 1), not {self.rotate} and {self.zoom}.")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
             raise ConfigError(f"image_size must be between 8 and 1024 px, not {self.image_size}.")
         return self

@@ -15,6 +15,7 @@ Several GPUs: run under ``torchrun``; each process takes every world_size-th bat
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -104,13 +105,34 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x.float().div_(255) - mean) / std
 
 
-def augment(x: torch.Tensor, kind: str, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to ``pad`` px and/or horizontal flip, per image, on uint8 pixels.
+def affine(x: torch.Tensor, pad: int, rotate: float, zoom: float, generator: torch.Generator) -> torch.Tensor:
+    """Per image: rotate by up to ``rotate`` degrees, scale by 1 +- ``zoom``, shift by up to ``pad`` px.
+
+    One ``affine_grid`` + bilinear ``grid_sample`` over the batch, black fill: a tilted or
+    nearer photo of a digit, as the imaging module prepares it, without a per-image PIL call.
+    """
+    b, _, h, w = x.shape
+    r = torch.rand(4, b, generator=generator) * 2 - 1
+    angle = r[0] * math.radians(rotate)
+    scale = 1 + r[1] * zoom
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # output -> input, so 1 / scale
+    theta = torch.stack([cos, -sin, r[2] * 2 * pad / w, sin, cos, r[3] * 2 * pad / h], 1).view(b, 2, 3)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def augment(
+    x: torch.Tensor, kind: str, pad: int, generator: torch.Generator, rotate: float = 0.0, zoom: float = 0.0
+) -> torch.Tensor:
+    """Random translation by up to ``pad`` px (or an affine warp) and/or horizontal flip, on uint8 pixels.
 
     Done before normalisation so the fill is black (0), as the padding of the real images is,
     and as one gather over the batch rather than a Python loop of crops.
     """
     b, _, h, w = x.shape
+    if "affine" in kind:
+        x = affine(x, pad, rotate, zoom, generator)
     if "crop" in kind and pad > 0:
         shift = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(x.device)
         padded = F.pad(x, (pad, pad, pad, pad))
@@ -206,7 +228,7 @@ def train_one_epoch(
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step)
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        x = normalize(augment(x, config.augment, config.pad, g), mean, std)
+        x = normalize(augment(x, config.augment, config.pad, g, config.rotate, config.zoom), mean, std)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)

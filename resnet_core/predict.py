@@ -1,118 +1,30 @@
-"""Turn any image a user brings into what a trained model expects, and ask the model.
+"""A checkpoint's model on prepared images: top-k, Grad-CAM, galleries and test-split evaluation.
 
-A photo of a digit on paper is not an MNIST digit: MNIST digits are white on black, fitted
-into a 20x20 box and centred by their centre of mass in 28x28 (LeCun et al. 1998). Fashion-MNIST
-items are inverted product photos trimmed and fitted to 28 px. ``prepare`` reproduces those
-steps ("digit" and "item" styles); other datasets get the usual resize and centre-crop
-("natural"). Everything uploaded is checked first: size, decodability, pixel count, mode.
+Every image a user brings goes through :mod:`resnet_core.imaging` first (decoding with limits,
+then the "digit", "item" or "natural" preparation of the checkpoint's dataset), the same code
+that prepares folder images for training, so the network sees an upload as it saw its data.
 """
 
 from __future__ import annotations
 
-import io
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch import nn
-from torchvision.transforms.v2 import functional as TF
 
 from resnet_core import data as data_mod
-from resnet_core import engine, models
+from resnet_core import engine, imaging, models
 from resnet_core.checkpoints import load_checkpoint
+from resnet_core.imaging import ImageError, Prepared
 
-MAX_BYTES = 25 * 1024 * 1024  # a phone photo is 2-8 MB
-MAX_PIXELS = 50_000_000  # beyond this PIL's decompression-bomb guard would warn anyway
+__all__ = ["ImageError", "Predictor", "Prepared", "evaluate_checkpoint", "gallery", "grad_cam", "overlay"]
 
-
-class ImageError(ValueError):
-    """An uploaded file that is not a usable image; the message is one sentence for the user."""
-
-
-def open_image(source: bytes | str | Path, name: str | None = None) -> Image.Image:
-    """Decode and sanitise: size limits, EXIF rotation, palette/alpha/16-bit/CMYK to RGB."""
-    name = name or (Path(source).name if not isinstance(source, bytes) else "the upload")
-    if isinstance(source, bytes):
-        raw = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{name}: no such file.")
-        if path.stat().st_size > MAX_BYTES:
-            raise ImageError(f"{name} is larger than {MAX_BYTES // 2**20} MB; use a smaller photo.")
-        raw = path.read_bytes()
-    if len(raw) > MAX_BYTES:
-        raise ImageError(f"{name} is larger than {MAX_BYTES // 2**20} MB; use a smaller photo.")
-    if not raw:
-        raise ImageError(f"{name} is empty; choose a PNG, JPEG, BMP, GIF, TIFF or WebP image.")
-    try:
-        with Image.open(io.BytesIO(raw)) as probe:
-            if probe.width * probe.height > MAX_PIXELS:
-                raise ImageError(f"{name} has {probe.width}x{probe.height} pixels, too many; resize it first.")
-            probe.verify()
-        image = Image.open(io.BytesIO(raw))
-        image.load()
-    except ImageError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageError(
-            f"{name} is not a readable image ({err.__class__.__name__}); use a PNG, JPEG, BMP, GIF, TIFF or WebP file."
-        ) from err
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float scans: stretch to 8 bits
-        arr = np.asarray(image, dtype=np.float64)
-        lo, hi = arr.min(), arr.max()
-        image = Image.fromarray(((arr - lo) / max(hi - lo, 1e-9) * 255).astype(np.uint8))
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):  # transparent drawings: put them on white paper
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    return image.convert("RGB")
-
-
-def _fit_and_centre(gray: np.ndarray, box: int, side: int, by_mass: bool) -> np.ndarray:
-    """Crop to the ink, scale its longer side to ``box``, place it in ``side`` x ``side``."""
-    mask = gray > 0.1 * gray.max() if gray.max() > 0 else np.zeros_like(gray, dtype=bool)
-    if not mask.any():
-        return np.zeros((side, side), dtype=np.uint8)
-    rows, cols = np.where(mask.any(1))[0], np.where(mask.any(0))[0]
-    crop = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    h, w = crop.shape
-    scale = box / max(h, w)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(Image.fromarray(crop).resize(new, Image.Resampling.LANCZOS), dtype=np.float64)
-    canvas = np.zeros((side, side))
-    top, left = (side - new[1]) // 2, (side - new[0]) // 2
-    if by_mass and small.sum() > 0:
-        ys, xs = np.indices(small.shape)
-        cy, cx = (ys * small).sum() / small.sum(), (xs * small).sum() / small.sum()
-        top = int(np.clip(round(side / 2 - cy), 0, side - new[1]))
-        left = int(np.clip(round(side / 2 - cx), 0, side - new[0]))
-    canvas[top : top + new[1], left : left + new[0]] = small
-    return np.clip(canvas, 0, 255).astype(np.uint8)
-
-
-def prepare(image: Image.Image, style: str, size: int, channels: int) -> torch.Tensor:
-    """uint8 (C, size, size) as the network sees it, before normalisation."""
-    if style in ("digit", "item"):
-        gray = np.asarray(image.convert("L"), dtype=np.float64)
-        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-        if np.median(border) > 127:  # dark ink on light paper: make it light on dark, like MNIST
-            gray = 255 - gray
-            border = 255 - border
-        background = np.median(border)
-        span = max(gray.max() - background, 1.0)
-        gray = np.clip((gray - background) / span * 255, 0, 255)
-        box = round(size * 20 / 28) if style == "digit" else size
-        out = torch.from_numpy(_fit_and_centre(gray.astype(np.uint8), box, size, style == "digit"))[None]
-        return out.expand(channels, -1, -1).clone() if channels > 1 else out
-    t = TF.pil_to_tensor(image.convert("L" if channels == 1 else "RGB"))
-    t = TF.resize(t, size, antialias=True)
-    return TF.center_crop(t, [size, size])
+# What the confidence check calls the object, per preparation style.
+WHAT = {"digit": "digit", "item": "piece of clothing"}
 
 
 def build_from_checkpoint(ckpt: dict) -> nn.Module:
@@ -190,9 +102,27 @@ class Predictor:
             ckpt["dataset"],
         )
 
+    def read(self, source: bytes | str | Path | Image.Image, name: str | None = None) -> Prepared:
+        """Decode (untrusted) and prepare as the training data was; ``problem`` says when not to answer."""
+        if not isinstance(source, Image.Image):
+            source = imaging.decode(source, name, imaging.decode_side(self.style, self.size))
+        else:
+            source = imaging.to_rgb(source)
+        return imaging.prepare(source, self.style, self.size, self.channels, WHAT.get(self.style))
+
     def prepare(self, source: bytes | str | Path | Image.Image, name: str | None = None) -> torch.Tensor:
-        image = source if isinstance(source, Image.Image) else open_image(source, name)
-        return prepare(image, self.style, self.size, self.channels)
+        """uint8 (C, H, W) as the network sees it (the steps and the confidence check: :meth:`read`)."""
+        return self.read(source, name).tensor
+
+    def answer(self, source: bytes | str | Path, name: str | None = None, k: int = 5) -> dict:
+        """One upload, everything the page shows: ``prepared`` (steps), then either ``problem`` (one
+        sentence, no label) or ``top`` (k labels) and ``cam`` (Grad-CAM over what the network saw)."""
+        prepared = self.read(source, name)
+        if prepared.problem:
+            return {"prepared": prepared, "problem": prepared.problem, "top": [], "cam": None}
+        top = self.top_k(prepared.tensor, k)
+        cam, _ = self.explain(prepared.tensor, top[0]["index"])
+        return {"prepared": prepared, "problem": None, "top": top, "cam": overlay(prepared.tensor, cam)}
 
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
@@ -220,9 +150,14 @@ class Predictor:
         out = []
         for f in files:
             try:
-                out.append({"file": str(f), "top": self.top_k(self.prepare(f), k)})
+                prepared = self.read(f)
             except ImageError as err:
                 out.append({"file": str(f), "error": str(err)})
+                continue
+            if prepared.problem:
+                out.append({"file": str(f), "error": prepared.problem})
+            else:
+                out.append({"file": str(f), "top": self.top_k(prepared.tensor, k)})
         return out
 
 

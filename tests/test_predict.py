@@ -1,10 +1,12 @@
-"""Predicting on what users bring: photos of digits on paper, odd modes, hostile files."""
+"""Predicting on what users bring: photos of digits on paper, empty pages, hostile files, Grad-CAM.
+
+Decoding and preparation are tested on their own in test_imaging.py; here they meet a model.
+"""
 
 import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from resnet_core import data, predict
@@ -15,13 +17,18 @@ def predictor(trained_run):
     return predict.Predictor.from_checkpoint(trained_run / "best.pt")
 
 
-def test_a_bundled_test_digit_passes_through_nearly_unchanged(lab):
-    digit = data.load_dataset("mnist-sample", "test").images[3, 0]
-    out = predict.prepare(Image.fromarray(digit.numpy()).convert("RGB"), "digit", 28, 1)
-    assert out.shape == (1, 28, 28) and out.dtype == torch.uint8
-    # Already fitted and centred: re-fitting moves mass by at most a pixel or two.
-    diff = (out[0].float() - digit.float()).abs().mean() / 255
-    assert diff < 0.08
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_bundled_test_digit_as_a_png_is_its_tensor(lab, predictor):
+    test = data.load_dataset("mnist-sample", "test")
+    for i in range(20):
+        prepared = predictor.prepare(png(test.images[i, 0].numpy()), "digit.png")
+        assert prepared.shape == (1, 28, 28)
+        assert (prepared.float() - test.images[i].float()).abs().mean() < 1  # within a grey level on average
 
 
 def test_photo_of_dark_ink_on_white_paper_reads_like_mnist(lab, predictor):
@@ -36,58 +43,40 @@ def test_photo_of_dark_ink_on_white_paper_reads_like_mnist(lab, predictor):
         assert prepared[0, 0, 0] == 0, "background must become black, as in MNIST"
         hits += predictor.top_k(prepared, 1)[0]["index"] == int(test.targets[i])
     original = sum(predictor.top_k(test.images[i], 1)[0]["index"] == int(test.targets[i]) for i in range(40))
-    assert hits >= original - 4, (hits, original)
+    assert hits >= original - 2, (hits, original)
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "P", "I;16", "CMYK", "LA", "1"])
-def test_unusual_image_modes_are_accepted(mode):
-    base = Image.new("RGB", (60, 40), "white")
-    base.paste((0, 0, 0), (20, 10, 30, 30))
+def test_an_answer_has_steps_a_label_and_grad_cam(lab, predictor):
+    test = data.load_dataset("mnist-sample", "test")
+    page = Image.new("L", (300, 240), 230)
+    page.paste(Image.fromarray(255 - test.images[0, 0].numpy()).resize((168, 168)), (60, 30))
     buf = io.BytesIO()
-    if mode == "I;16":
-        image = Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)
-    else:
-        image = base.convert(mode)
-    image.save(buf, format="TIFF" if mode in ("I;16", "CMYK") else "PNG")
-    out = predict.prepare(predict.open_image(buf.getvalue()), "digit", 28, 1)
-    assert out.max() > 200 and out[0, 0, 0] == 0
+    page.save(buf, format="JPEG", quality=80)
+    out = predictor.answer(buf.getvalue(), "page.jpg")
+    assert out["problem"] is None and len(out["top"]) == 5
+    assert out["top"][0]["label"] == predictor.classes[int(test.targets[0])]
+    assert out["cam"].shape == (28, 28, 3) and out["cam"].dtype == np.uint8
+    assert list(out["prepared"].steps) == ["original", "flattened", "thresholded", "cropped", "seen"]
 
 
-def test_exif_rotation_is_undone():
-    image = Image.new("RGB", (60, 20), "white")
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 CW to display"
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", exif=exif)
-    assert predict.open_image(buf.getvalue()).size == (20, 60)
+def test_an_empty_page_gets_a_sentence_not_a_label(predictor):
+    rng = np.random.default_rng(0)
+    blank = np.clip(235 + rng.normal(0, 4, (300, 400)), 0, 255).astype(np.uint8)
+    out = predictor.answer(png(blank), "blank.png")
+    assert out["top"] == [] and out["cam"] is None
+    assert out["problem"].startswith("No digit found") and "\n" not in out["problem"]
 
 
-@pytest.mark.parametrize(
-    ("payload", "match"),
-    [
-        (b"", "empty"),
-        (b"hello, I am a text file", "not a readable image"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "not a readable image"),
-        (b"x" * (predict.MAX_BYTES + 1), "larger than"),
-    ],
-)
-def test_hostile_uploads_get_one_sentence(payload, match):
-    with pytest.raises(predict.ImageError, match=match) as info:
-        predict.open_image(payload, "upload.png")
-    assert "\n" not in str(info.value)
-
-
-def test_decompression_bomb_is_refused():
-    buf = io.BytesIO()
-    Image.new("L", (8000, 8000)).save(buf, format="PNG")  # 64 Mpx of zeros compresses to kilobytes
-    assert len(buf.getvalue()) < 200_000
-    with pytest.raises(predict.ImageError, match="too many"):
-        predict.open_image(buf.getvalue())
-
-
-def test_natural_style_resizes_and_crops():
-    out = predict.prepare(Image.new("RGB", (300, 200), (10, 200, 30)), "natural", 64, 3)
-    assert out.shape == (3, 64, 64) and out[1].float().mean() == pytest.approx(200, abs=1)
+def test_predict_files_reports_each_file_and_never_stops(tmp_path, predictor):
+    good = tmp_path / "digit.png"
+    Image.fromarray(data.load_dataset("mnist-sample", "test").images[0, 0].numpy()).save(good)
+    broken, blank = tmp_path / "broken.png", tmp_path / "blank.png"
+    broken.write_bytes(b"not a png")
+    Image.new("L", (200, 200), 240).save(blank)
+    rows = predictor.predict_files([broken, good, blank, tmp_path / "missing.png"], k=3)
+    assert [("top" in r, "error" in r) for r in rows] == [(False, True), (True, False), (False, True), (False, True)]
+    assert "not a readable image" in rows[0]["error"] and "No digit found" in rows[2]["error"]
+    assert "no such file" in rows[3]["error"] and len(rows[1]["top"]) == 3
 
 
 def test_grad_cam_looks_at_the_ink_not_the_background(lab, predictor):
