@@ -7,9 +7,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from resnet_core import data, explore
+from resnet_core import classroom, data, explore
 from resnet_core.folders import FolderError
-from ui.common import dataset_label, require_frame
+from ui.common import dataset_label, plain, require_frame
 from ui.i18n import t
 
 require_frame("pages/data.py")
@@ -21,7 +21,11 @@ histogram, pca = cached(explore.intensity_histogram), cached(explore.pca_map)
 st.title(t("data.title"))
 name = st.selectbox(t("data.dataset"), data.list_datasets(), format_func=dataset_label, key="data_name")
 if data.is_present(name):
-    info = describe(name)
+    try:
+        info = describe(name)
+    except (FolderError, data.DatasetUnavailable) as err:  # a registered folder whose files have gone
+        st.error(t("data.gone", error=str(err)))
+        st.stop()
 else:
     st.info(t("data.absent", name=name))
     if not st.button(t("data.download"), type="primary"):
@@ -39,7 +43,7 @@ cols[1].metric(t("data.train"), f"{sum(info.counts['train']):,}")
 cols[2].metric(t("data.test"), f"{sum(info.counts['test']):,}")
 cols[3].metric(t("data.size"), f"{info.channels}×{info.size}×{info.size}")
 st.caption(t("data.norm", mean=", ".join(f"{m:.4f}" for m in info.mean), std=", ".join(f"{v:.4f}" for v in info.std)))
-st.caption(t("data.source", source=info.source))
+st.caption(t("data.source", source=plain(info.source)))
 if info.skipped:
     st.warning(t("data.skipped", detail=", ".join(f"{n} {reason}" for reason, n in info.skipped.items())))
 
@@ -58,7 +62,7 @@ with tabs[0]:
 with tabs[1]:
     for label, images in grid(name, 10).items():
         st.image(list(images), caption=None, width=56)
-        st.caption(label)
+        st.caption(plain(label))  # a folder's name is the user's text, never Markdown
 with tabs[2]:
     mean_imgs = means(name)
     st.image(list(mean_imgs.values()), caption=list(mean_imgs), width=84)
@@ -78,13 +82,15 @@ with tabs[4]:
 with st.expander(t("data.add.title")):
     st.write(t("data.add.help"))
     new_name = st.text_input(t("data.add.name"), placeholder="flowers")
-    upload = st.file_uploader(t("data.add.zip"), type=["zip"])
-    server_dir = st.text_input(t("data.add.dir"), placeholder="/srv/images/flowers")
+    upload = st.file_uploader(t("data.add.zip"), type=["zip"], max_upload_size=classroom.limit("zip_mb"))
+    root = classroom.folders_root()  # unset: no student can read the server's directories
+    server_dir = st.text_input(t("data.add.dir_root", root=root), placeholder="flowers") if root else ""
     if st.button(t("data.add.button"), disabled=not new_name or not (upload or server_dir)):
         try:
             with st.spinner(t("data.add.working")), tempfile.TemporaryDirectory() as tmp:
-                source = Path(server_dir) if server_dir else Path(tmp) / "upload.zip"
+                source = classroom.check_server_folder(server_dir) if server_dir else Path(tmp) / "upload.zip"
                 if not server_dir:
+                    classroom.check_upload("zip", upload.size, upload.name)
                     source.write_bytes(upload.getvalue())
                 added = data.add_folder(new_name, source)
             st.success(
@@ -98,5 +104,5 @@ with st.expander(t("data.add.title")):
             )
             for reason, n in (added.skipped or {}).items():
                 st.write(t("data.add.skip_line", n=n, reason=reason))
-        except (FolderError, ValueError, data.DatasetUnavailable) as err:
+        except (FolderError, ValueError, data.DatasetUnavailable, classroom.ClassroomError) as err:
             st.error(str(err))

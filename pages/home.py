@@ -1,7 +1,9 @@
 """Home: what ResNet Lab is, the three-step lesson path, and this server's environment."""
 
+import pandas as pd
 import streamlit as st
 
+from resnet_core import classroom, runs
 from ui.common import dataset_label, environment, require_frame
 from ui.i18n import t
 
@@ -34,3 +36,21 @@ with right:
     for name in env["datasets_on_disk"]:
         st.write(f"- {dataset_label(name)}")
     st.caption(t("home.lab_home", path=env["lab_home"]))
+
+st.subheader(t("home.classroom"))
+st.caption(t("home.classroom.on") if classroom.enabled() else t("home.classroom.off"))
+rows = [{"limit": "max_runs", "variable": "RESNET_LAB_MAX_RUNS", "value": runs.max_concurrent(), "unit": ""}]
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                t("home.classroom.limit"): t(f"limit.{r['limit']}"),
+                t("home.classroom.variable"): r["variable"],
+                t("home.classroom.value"): r["value"],
+                t("home.classroom.unit"): r["unit"],
+            }
+            for r in rows + classroom.limits()
+        ]
+    ),
+    hide_index=True,
+)

@@ -6,9 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from resnet_core import classroom, data, export, models, runs
 from resnet_core import config as cfg
-from resnet_core import data, export, models, runs
-from ui.common import dataset_label, require_frame
+from ui.common import actor, dataset_label, require_frame
 from ui.i18n import t
 
 require_frame("pages/train.py")
@@ -58,8 +58,8 @@ if start:
         }
     )
     try:
-        st.session_state["watch"] = str(runs.launch(config.validate()))
-    except (cfg.ConfigError, OSError) as err:
+        st.session_state["watch"] = str(runs.launch(config.validate(), actor=actor()))
+    except (cfg.ConfigError, classroom.ClassroomError, OSError) as err:
         st.error(str(err))
 
 
@@ -79,6 +79,16 @@ def watched() -> Path | None:
         return None
     st.session_state["watch"] = pick["path"]
     return Path(pick["path"])
+
+
+def act(action, run_dir: Path) -> None:
+    """Stop or resume, with the session as the actor; a refusal is one sentence, not a traceback."""
+    try:
+        action(run_dir, actor=actor())
+    except classroom.ClassroomError:
+        st.error(t("train.not_yours"))
+    except RuntimeError as err:
+        st.error(str(err))
 
 
 @st.fragment(run_every=1.0)
@@ -113,13 +123,13 @@ def live() -> None:
     cols[4].metric(t("train.best"), f"{status['best_acc']:.2%}" if status.get("best_acc") is not None else "-")
     buttons = st.columns(4)
     if state in runs.ACTIVE and buttons[0].button(t("train.stop"), key=f"stop-{p['run']}"):
-        runs.stop(run_dir)
+        act(runs.stop, run_dir)
     if (
-        state in ("stopped", "failed")
+        state in runs.RESUMABLE
         and (run_dir / "last.pt").is_file()
         and buttons[0].button(t("train.resume"), key=f"resume-{p['run']}")
     ):
-        runs.resume(run_dir)
+        act(runs.resume, run_dir)
     if p["epochs"]:
         frame = pd.DataFrame(p["epochs"])
         left, right = st.columns(2)
@@ -152,6 +162,8 @@ if not rows:
     st.caption(t("train.no_runs"))
 else:
     table = pd.DataFrame(rows)[["run", "dataset", "model", "state", "epoch", "best_acc", "seconds"]]
+    me = actor().owner
+    table.insert(1, t("train.mine"), [r.get("owner") == me for r in rows])
     st.dataframe(
         table,
         hide_index=True,
@@ -170,8 +182,8 @@ else:
         )
     if c.button(t("train.delete")):
         try:
-            runs.delete(Path(pick))
+            runs.delete(Path(pick), actor=actor())
             st.session_state.pop("watch", None)
             st.rerun()
-        except RuntimeError as err:
+        except (RuntimeError, classroom.ClassroomError) as err:
             st.error(str(err))

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from resnet_core import classroom, data, models, runs, transfer
 from resnet_core import config as cfg
-from resnet_core import data, models, runs, transfer
-from resnet_core.checkpoints import load_checkpoint, load_state_dict_file
-from ui.common import checkpoint_label, checkpoints, dataset_label, network_reachable, require_frame
+from resnet_core.checkpoints import CheckpointError, describe_mismatch, load_checkpoint, load_state_dict_file
+from ui.common import actor, checkpoint_label, checkpoints, dataset_label, network_reachable, require_frame
 from ui.i18n import t
 
 require_frame("pages/transfer.py")
@@ -37,13 +37,16 @@ elif source == "imagenet":
     if not transfer.imagenet_cached(arch) and not network_reachable():
         blocked = t("transfer.offline", arch=arch)
 else:
-    upload = st.file_uploader(t("transfer.upload"), type=["pth", "pt"])
+    limit_mb = classroom.limit("weights_mb")
+    upload = st.file_uploader(t("transfer.upload"), type=["pth", "pt"], max_upload_size=limit_mb)
     arch = st.selectbox(t("transfer.arch"), models.list_models())
     if upload is None:
         st.stop()
     try:
+        classroom.check_upload("weights", upload.size, upload.name)
+        classroom.prune_uploads(data.lab_home() / "uploads")
         pretrained = str(transfer.save_uploaded_weights(upload.getvalue(), data.lab_home() / "uploads"))
-    except ValueError as err:
+    except (ValueError, classroom.ClassroomError) as err:
         st.error(str(err))
         st.stop()
 
@@ -70,6 +73,12 @@ if source == "upload":
             missing=len(report["missing"]),
         )
     )
+    if report["skipped"] or not report["loaded"]:  # another architecture: name what differs
+        head = transfer.find_head(model)[0] + "."
+        body = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
+        detail = describe_mismatch(body, {k: v for k, v in state.items() if not k.startswith(head)})
+        (st.error if not report["loaded"] else st.warning)(t("transfer.mismatch", arch=arch, detail=detail))
+        blocked = blocked or (t("transfer.nothing_loaded", arch=arch) if not report["loaded"] else None)
 
 modes = list(view["trainable"])
 mode = st.radio(
@@ -99,6 +108,10 @@ if st.button(t("transfer.launch"), type="primary", disabled=bool(blocked)):
             "lr": lr,
         }
     )
-    st.session_state["watch"] = str(runs.launch(config.validate()))
+    try:
+        st.session_state["watch"] = str(runs.launch(config.validate(), actor=actor()))
+    except (cfg.ConfigError, classroom.ClassroomError, CheckpointError) as err:
+        st.error(str(err))
+        st.stop()
     st.success(t("transfer.launched"))
     st.page_link("pages/train.py", label=t("transfer.follow"), icon=":material/arrow_forward:")

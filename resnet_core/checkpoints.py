@@ -99,3 +99,32 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path.name} is not a state_dict (a dict of parameter names to tensors).")
     return obj
+
+
+def describe_mismatch(own: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], most: int = 3) -> str:
+    """The keys and shapes that differ between a model's state_dict and a file's, for one sentence."""
+    differ = [
+        f"{k} {tuple(theirs[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in theirs and theirs[k].shape != v.shape
+    ]
+    missing = [k for k in own if k not in theirs]
+    extra = [k for k in theirs if k not in own]
+    parts = []
+    for label, keys in (("shapes differ", differ), ("missing", missing), ("unexpected", extra)):
+        if keys:
+            more = f" and {len(keys) - most} more" if len(keys) > most else ""
+            parts.append(f"{label}: {', '.join(keys[:most])}{more}")
+    return "; ".join(parts)
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> torch.nn.Module:
+    """``model.load_state_dict(state)``, with a mismatch told as the keys and shapes that differ."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{name} does not fit a {type(model).__name__} ({describe_mismatch(model.state_dict(), state)}); "
+            "choose the architecture it was trained with."
+        ) from err
+    return model

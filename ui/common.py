@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from pathlib import Path
 
 import streamlit as st
 
-from resnet_core import data, predict, runs, system
+from resnet_core import classroom, data, predict, runs, system
 from ui.i18n import t
 
 FRAME_KEY = "_resnet_lab_frame"
@@ -93,6 +95,43 @@ def sidebar() -> None:
             )
         else:
             st.caption(t("sidebar.no_checkpoint"))
+        teacher_sign_in()
+
+
+def actor() -> classroom.Actor:
+    """This browser, as the owner of the runs it starts, and whether the teacher signed in here.
+
+    Streamlit's XSRF cookie is random per browser and outlives a reload, so a student who
+    refreshes keeps their runs without any token in the address bar (a projected or shared
+    link would hand it out); where there is no cookie (tests, XSRF off) the session keeps one.
+    """
+    token = st.context.cookies.get("_streamlit_xsrf") or st.session_state.setdefault(
+        "_owner_token", secrets.token_hex(16)
+    )
+    return classroom.Actor(owner=classroom.owner_id(token), teacher=bool(st.session_state.get("teacher")))
+
+
+def teacher_sign_in() -> None:
+    """In classroom mode, a password field for the teacher token; once right, kept for the session."""
+    if not classroom.enabled():
+        return
+    if st.session_state.get("teacher"):
+        st.caption(t("sidebar.teacher_on"))
+        return
+    token = st.text_input(t("sidebar.teacher"), type="password", key="teacher_token")
+    if token and classroom.is_teacher_token(token):
+        st.session_state["teacher"] = True
+        st.rerun()
+    elif token:
+        st.caption(t("sidebar.teacher_wrong"))
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+
+
+def plain(text: str) -> str:
+    """A user's text (a class folder's name) made inert inside Markdown: every mark escaped."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 @st.cache_data(ttl=600, show_spinner=False)
