@@ -3,8 +3,10 @@
 import shutil
 import string
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import data, runs
@@ -82,6 +84,54 @@ def test_predict_page_says_one_sentence_for_a_bad_upload(lab, trained_run):
     at.file_uploader[0].set_value(("notes.png", b"not an image at all", "image/png")).run()
     assert not at.exception
     assert "not a readable image" in at.error[0].value
+
+
+def test_predict_page_survives_every_hostile_upload_and_duplicate_names(lab, trained_run, tmp_path):
+    from tests.test_imaging import animated_gif, drawing, encode, sixteen_bit
+
+    finished_run(lab, trained_run)
+    at = app("predict")
+    digit, label = digit_png(tmp_path, 0)
+    jpeg = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)), "JPEG")
+    unreadable = [
+        ("empty.png", b"", "empty"),
+        ("notes.png", b"a text file renamed", "not a readable image"),
+        ("cut.jpg", jpeg[: len(jpeg) // 2], "not a readable image"),
+        ("bomb.png", encode(Image.new("L", (8000, 8000)), "PNG"), "too many"),
+        ("logo.png", b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "SVG"),
+    ]
+    fine = [("cmyk.tif", drawing("CMYK", "TIFF")), ("deep.png", sixteen_bit()), ("anim.gif", animated_gif())]
+    fine += [("clear.png", drawing("RGBA", "PNG")), ("palette.png", drawing("P", "PNG"))]
+    fine += [("photo.webp", drawing("RGB", "WEBP")), ("scan.tiff", drawing("RGB", "TIFF"))]
+    same = [("digit.png", digit.read_bytes()), ("digit.png", digit.read_bytes())]  # two files, one name
+    dot = ("dot.png", encode(Image.new("RGB", (1, 1), "white"), "PNG"))
+    uploads = [(n, b, "image/png") for n, b, _ in unreadable] + [(n, b, "image/png") for n, b in fine + same + [dot]]
+    at.file_uploader[0].set_value(uploads).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == len(unreadable)
+    for (name, _, words), text in zip(unreadable, errors):
+        assert name in text and words in text and "\n" not in text, text
+    assert len(at.warning) == 1 and at.warning[0].value.startswith("No digit found")  # the 1x1 image: no label
+    classes = torch.load(trained_run / "best.pt", weights_only=True)["classes"]
+    answers = [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")]
+    assert len(answers) == len(fine) + len(same)
+    assert answers[-2:] == [classes[label]] * 2  # both files called digit.png answered, no duplicate key
+    assert len(at.get("plotly_chart")) >= len(answers)
+
+
+def test_predict_page_evaluates_the_gallery_once_per_checkpoint(lab, trained_run, tmp_path, monkeypatch):
+    from resnet_core import predict
+
+    finished_run(lab, trained_run)
+    calls = []
+    real = predict.gallery
+    monkeypatch.setattr(predict, "gallery", lambda *a, **k: calls.append(a[1:]) or real(*a, **k))
+    at = app("predict")
+    path, _ = digit_png(tmp_path, 0)
+    at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
+    at.run()
+    assert not at.exception and calls == [(40,)]  # three runs of the page, one evaluation
 
 
 def test_train_page_shows_a_run_that_a_test_launched(lab):
