@@ -1,4 +1,11 @@
-"""Theory: residual learning, measured on real networks and real images, live."""
+"""Theory: residual learning, measured on real networks and real images.
+
+What no control changes (cost tables, the degradation curves, block deletion) ships in
+resnet_core/theory_data/. What the depth and batch-norm controls change is measured once per
+server, in the background, the first time anyone asks for it; every figure is built once per
+setting and language and shared by every visitor (st.cache_resource: plotly figures are read,
+never changed, by st.plotly_chart).
+"""
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -6,22 +13,11 @@ import streamlit as st
 
 from resnet_core import config as cfg
 from resnet_core import data, runs, theory
-from ui.common import require_frame
-from ui.i18n import t
+from ui.common import in_background, require_frame
+from ui.i18n import language, t
 
 require_frame("pages/theory.py")
-cached = st.cache_data(show_spinner=False, max_entries=64)
-blocks, shortcuts, cardinality, one_by_one = (
-    cached(theory.block_costs),
-    cached(theory.shortcut_costs),
-    cached(theory.cardinality_costs),
-    cached(theory.one_by_one_costs),
-)
-flow, shattered, deletion = (
-    cached(theory.gradient_flow),
-    cached(theory.shattered_gradients),
-    cached(theory.block_deletion),
-)
+figures = st.cache_resource(show_spinner=False, max_entries=64)
 BASIC = (
     'digraph{rankdir=TB;node[shape=box];x[label="x (64)"];a[label="3×3 conv, 64"];b[label="3×3 conv, 64"];'
     'p[label="+",shape=circle];x->a->b->p;x->p[label="identity"];}'
@@ -32,81 +28,80 @@ BOTTLENECK = (
 )
 
 
-def costs_table(rows: dict) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "": t(f"theory.row.{k}"),
-                t("theory.params"): f"{v['params']:,}",
-                t("theory.macs"): f"{v['macs'] / 1e6:,.1f} M",
-            }
-            for k, v in rows.items()
-        ]
+@figures
+def cost_tables(lang: str) -> dict:
+    def table(rows: dict) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "": t(f"theory.row.{k}"),
+                    t("theory.params"): f"{v['params']:,}",
+                    t("theory.macs"): f"{v['macs'] / 1e6:,.1f} M",
+                }
+                for k, v in rows.items()
+            ]
+        )
+
+    costs = theory.shipped("costs")
+    return {name: table(costs[name]) for name in ("blocks", "shortcuts", "cardinality", "one_by_one")} | {
+        "ratio": costs["blocks"]["basic_on_256"]["macs"] / costs["blocks"]["bottleneck"]["macs"]
+    }
+
+
+def lines(series: dict, x_title: str, y_title: str, height: int, **layout) -> go.Figure:
+    mode = "lines+markers" if layout.get("yaxis_type") == "log" else None
+    fig = go.Figure([go.Scatter(y=v, name=k, mode=mode) for k, v in series.items()])
+    fig.update_layout(xaxis_title=x_title, yaxis_title=y_title, height=height, **layout)
+    return fig
+
+
+@figures
+def flow_figures(depth: int, batch_norm: bool, lang: str) -> tuple[go.Figure, go.Figure, str]:
+    f = in_background(theory.gradient_flow, depth, batch_norm)
+    names = {k: t(f"theory.{k}") for k in f}
+    grads = lines(
+        {names[k]: v["grad_norm"] for k, v in f.items()},
+        t("theory.layer"),
+        t("theory.grad_norm"),
+        320,
+        yaxis_type="log",
     )
-
-
-st.title(t("theory.title"))
-st.markdown(t("theory.intro"))
-st.latex(r"y = \mathcal{F}(x, \{W_i\}) + x")
-
-st.header(t("theory.blocks"))
-left, mid, right = st.columns([1, 1, 2])
-left.graphviz_chart(BASIC)
-mid.graphviz_chart(BOTTLENECK)
-costs = blocks()
-right.dataframe(costs_table(costs), hide_index=True)
-right.caption(t("theory.blocks.note", ratio=costs["basic_on_256"]["macs"] / costs["bottleneck"]["macs"]))
-for tab, table in zip(
-    st.tabs([t("theory.shortcuts"), t("theory.cardinality"), t("theory.one_by_one")]),
-    (shortcuts(), cardinality(), one_by_one()),
-):
-    tab.dataframe(costs_table(table), hide_index=True)
-
-st.header(t("theory.flow"))
-a, b = st.columns(2)
-depth = a.select_slider(t("theory.depth"), options=[20, 32, 44, 56, 110], value=56)
-batch_norm = b.toggle(t("theory.bn"), value=True)
-with st.spinner(t("theory.measuring")):
-    f = flow(depth, batch_norm)
-fig = go.Figure([go.Scatter(y=f[k]["grad_norm"], name=t(f"theory.{k}"), mode="lines+markers") for k in f])
-fig.update_layout(yaxis_type="log", xaxis_title=t("theory.layer"), yaxis_title=t("theory.grad_norm"), height=320)
-left, right = st.columns(2)
-left.plotly_chart(fig, key="flow")
-fig = go.Figure([go.Scatter(y=f[k]["act_std"], name=t(f"theory.{k}"), mode="lines+markers") for k in f])
-fig.update_layout(yaxis_type="log", xaxis_title=t("theory.block"), yaxis_title=t("theory.act_std"), height=320)
-right.plotly_chart(fig, key="acts")
-ratio = {k: max(v["grad_norm"]) / min(v["grad_norm"]) for k, v in f.items()}
-st.caption(t("theory.flow.note", plain=ratio["plain"], res=ratio["residual"], depth=depth))
-
-st.header(t("theory.shattered"))
-s = {k: shattered(depth, k == "residual", batch_norm) for k in ("plain", "residual")}
-fig = go.Figure([go.Scatter(y=s[k]["trace"], name=f"{t(f'theory.{k}')} (r = {s[k]['correlation']:.2f})") for k in s])
-fig.update_layout(xaxis_title=t("theory.along_line"), yaxis_title=t("theory.input_grad"), height=300)
-st.plotly_chart(fig, key="shattered")
-st.caption(t("theory.shattered.note"))
-
-st.header(t("theory.degradation"))
-notes, rows = theory.read_degradation_csv(theory.shipped_twin("plain20").parent / "degradation.csv")
-frame = pd.DataFrame(rows)
-left, right = st.columns(2)
-for col, metric in ((left, "train_error"), (right, "test_error")):
-    fig = go.Figure(
-        [
-            go.Scatter(
-                x=g["epoch"],
-                y=g[metric],
-                name=m,
-                mode="lines+markers",
-                line={"dash": "dash" if m.startswith("plain") else "solid"},
-            )
-            for m, g in frame.groupby("model")
-        ]
+    acts = lines(
+        {names[k]: v["act_std"] for k, v in f.items()}, t("theory.block"), t("theory.act_std"), 320, yaxis_type="log"
     )
-    fig.update_layout(title=t(f"theory.{metric}"), xaxis_title="epoch", yaxis_title="%", height=320)
-    col.plotly_chart(fig, key=metric)
-final = frame.sort_values("epoch").groupby("model").last()
-st.markdown(
-    t(
+    ratio = {k: max(v["grad_norm"]) / min(v["grad_norm"]) for k, v in f.items()}
+    return grads, acts, t("theory.flow.note", plain=ratio["plain"], res=ratio["residual"], depth=depth)
+
+
+@figures
+def shattered_figure(depth: int, batch_norm: bool, lang: str) -> go.Figure:
+    s = in_background(theory.shattered_pair, depth, batch_norm)
+    traces = {f"{t(f'theory.{k}')} (r = {s[k]['correlation']:.2f})": s[k]["trace"] for k in s}
+    return lines(traces, t("theory.along_line"), t("theory.input_grad"), 300)
+
+
+@figures
+def degradation_figures(lang: str) -> tuple[go.Figure, go.Figure, str, str]:
+    notes, rows = theory.read_degradation_csv(theory.DATA / "degradation.csv")
+    frame = pd.DataFrame(rows)
+    figs = []
+    for metric in ("train_error", "test_error"):
+        fig = go.Figure(
+            [
+                go.Scatter(
+                    x=g["epoch"],
+                    y=g[metric],
+                    name=m,
+                    mode="lines+markers",
+                    line={"dash": "dash" if m.startswith("plain") else "solid"},
+                )
+                for m, g in frame.groupby("model")
+            ]
+        )
+        fig.update_layout(title=t(f"theory.{metric}"), xaxis_title="epoch", yaxis_title="%", height=320)
+        figs.append(fig)
+    final = frame.sort_values("epoch").groupby("model").last()
+    compare = t(
         "theory.degradation.compare",
         epochs=int(final["epoch"].max()),
         t20=final.loc["plain20", "train_error"],
@@ -120,8 +115,80 @@ st.markdown(
         paper20=theory.PAPER_TEST_ERROR["resnet20"],
         paper56=theory.PAPER_TEST_ERROR["resnet56"],
     )
-)
-st.caption(" · ".join(notes))
+    return figs[0], figs[1], compare, " · ".join(notes)
+
+
+@figures
+def deletion_figure(lang: str) -> tuple[go.Figure, str]:
+    d = theory.shipped("deletion")
+    made = d.pop("made")
+    fig = go.Figure(
+        [go.Bar(x=list(range(1, len(v["drop"]) + 1)), y=[100 * x for x in v["drop"]], name=k) for k, v in d.items()]
+    )
+    fig.update_layout(xaxis_title=t("theory.deleted_block"), yaxis_title=t("theory.drop"), barmode="group", height=320)
+    mean = {k: 100 * sum(v["drop"]) / len(v["drop"]) for k, v in d.items()}
+    note = t("theory.ensembles.note", plain=mean["plain20"], res=mean["resnet20"])
+    return fig, f"{note} ({made['command']}; {made['hardware']})"
+
+
+@st.fragment(run_every=1.0)
+def wait_for(pending: dict) -> None:
+    """Shown only while a measurement runs: once one finishes, redraw the page (which stops this)."""
+    if any(in_background(fn, *args) is not None for fn, args in pending.items()):
+        st.rerun()
+    st.caption(t("theory.measuring.once"))
+
+
+lang = language()
+st.title(t("theory.title"))
+st.markdown(t("theory.intro"))
+st.latex(r"y = \mathcal{F}(x, \{W_i\}) + x")
+
+st.header(t("theory.blocks"))
+tables = cost_tables(lang)
+left, mid, right = st.columns([1, 1, 2])
+left.graphviz_chart(BASIC)
+mid.graphviz_chart(BOTTLENECK)
+right.dataframe(tables["blocks"], hide_index=True)
+right.caption(t("theory.blocks.note", ratio=tables["ratio"]))
+for tab, name in zip(
+    st.tabs([t("theory.shortcuts"), t("theory.cardinality"), t("theory.one_by_one")]),
+    ("shortcuts", "cardinality", "one_by_one"),
+):
+    tab.dataframe(tables[name], hide_index=True)
+
+st.header(t("theory.flow"))
+a, b = st.columns(2)
+depth = a.select_slider(t("theory.depth"), options=[20, 32, 44, 56, 110], value=56)
+batch_norm = b.toggle(t("theory.bn"), value=True)
+pending = {}
+if in_background(theory.gradient_flow, depth, batch_norm) is None:
+    pending[theory.gradient_flow] = (depth, batch_norm)
+    st.info(t("theory.measuring"), icon=":material/hourglass_top:")
+else:
+    grads, acts, note = flow_figures(depth, batch_norm, lang)
+    left, right = st.columns(2)
+    left.plotly_chart(grads, key="flow")
+    right.plotly_chart(acts, key="acts")
+    st.caption(note)
+
+st.header(t("theory.shattered"))
+if in_background(theory.shattered_pair, depth, batch_norm) is None:
+    pending[theory.shattered_pair] = (depth, batch_norm)
+    st.info(t("theory.measuring"), icon=":material/hourglass_top:")
+else:
+    st.plotly_chart(shattered_figure(depth, batch_norm, lang), key="shattered")
+st.caption(t("theory.shattered.note"))
+if pending:
+    wait_for(pending)
+
+st.header(t("theory.degradation"))
+train_fig, test_fig, compare, notes = degradation_figures(lang)
+left, right = st.columns(2)
+left.plotly_chart(train_fig, key="train_error")
+right.plotly_chart(test_fig, key="test_error")
+st.markdown(compare)
+st.caption(notes)
 if st.button(t("theory.rerun")):
     spec = data.get_spec("fashion-sample")
     for name in theory.DEGRADATION_MODELS:
@@ -141,17 +208,6 @@ if st.button(t("theory.rerun")):
     st.page_link("pages/train.py", label=t("transfer.follow"), icon=":material/arrow_forward:")
 
 st.header(t("theory.ensembles"))
-with st.spinner(t("theory.measuring")):
-    d = {k: deletion(str(theory.shipped_twin(k)), limit=500) for k in ("plain20", "resnet20")}
-fig = go.Figure(
-    [go.Bar(x=list(range(1, len(v["drop"]) + 1)), y=[100 * x for x in v["drop"]], name=k) for k, v in d.items()]
-)
-fig.update_layout(xaxis_title=t("theory.deleted_block"), yaxis_title=t("theory.drop"), barmode="group", height=320)
-st.plotly_chart(fig, key="deletion")
-st.caption(
-    t(
-        "theory.ensembles.note",
-        plain=100 * sum(d["plain20"]["drop"]) / len(d["plain20"]["drop"]),
-        res=100 * sum(d["resnet20"]["drop"]) / len(d["resnet20"]["drop"]),
-    )
-)
+deletion, note = deletion_figure(lang)
+st.plotly_chart(deletion, key="deletion")
+st.caption(note)

@@ -1,5 +1,6 @@
 """Train: a form built from TrainConfig, live progress read from the run directory, past runs."""
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -8,17 +9,16 @@ import streamlit as st
 
 from resnet_core import classroom, data, export, models, runs
 from resnet_core import config as cfg
-from ui.common import actor, dataset_label, require_frame
-from ui.i18n import t
+from ui.common import actor, dataset_label, monitor, require_frame
+from ui.i18n import language, t
 
 require_frame("pages/train.py")
+# Seconds between live-panel refreshes, by the watched run's state; an ended run is not polled.
+# One refresh costs the server about 10 ms (measured, benchmarks/classroom_load.py), so a class
+# of 30 watching a run at 2 s costs about 0.15 CPU-s per second, leaving the trainer its cores.
+POLL_S = {"queued": 2.0, "starting": 1.0, "resuming": 1.0, "running": 2.0}
 
 st.title(t("train.title"))
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def weights_bytes(path: str, mtime: float) -> bytes:
-    return export.state_dict_bytes(path)
 
 
 # ---- the form: the dataset's preset fills it; every field is a TrainConfig field
@@ -63,7 +63,8 @@ if start:
         st.error(str(err))
 
 
-# ---- the live run: polled from disk, so a reload or a second browser sees the same thing
+# ---- the live run: polled from disk (one shared poll per run for every browser), so a reload
+# or a second browser sees the same thing
 def watched() -> Path | None:
     """The run this browser follows: its own choice, else the newest active run, else the newest run.
 
@@ -72,7 +73,7 @@ def watched() -> Path | None:
     chosen = st.session_state.get("watch")
     if chosen and Path(chosen).is_dir():
         return Path(chosen)
-    rows = runs.list_runs()
+    rows = monitor().runs()
     active = [r for r in rows if r["state"] in runs.ACTIVE]
     pick = (active or rows or [None])[0]
     if pick is None:
@@ -91,19 +92,49 @@ def act(action, run_dir: Path) -> None:
         st.error(str(err))
 
 
-@st.fragment(run_every=1.0)
+@st.cache_resource(max_entries=32, show_spinner=False)
+def curves(run: str, version: tuple, lang: str, weight: float) -> list[go.Figure]:
+    """The run's charts at one version, built once for every browser that shows them."""
+    p = monitor().progress(run)
+    figs = []
+    for columns, title in ((["train_loss", "test_loss"], "train.loss"), (["train_acc", "test_acc"], "train.accuracy")):
+        epochs = [e["epoch"] for e in p["epochs"]]
+        fig = go.Figure(
+            [go.Scatter(x=epochs, y=[e[c] for e in p["epochs"]], name=c, mode="lines+markers") for c in columns]
+        )
+        fig.update_layout(title=t(title), xaxis_title="epoch", height=300)
+        figs.append(fig)
+    fig = go.Figure(
+        [
+            go.Scatter(x=p["batch_step"], y=p["batch_loss"], name="raw", opacity=0.3),
+            go.Scatter(x=p["batch_step"], y=runs.ema(p["batch_loss"], weight), name="smoothed"),
+        ]
+    )
+    fig.update_layout(xaxis_title=t("train.step"), yaxis_title=t("train.loss"), height=300)
+    return [*figs, fig]
+
+
+run_dir = watched()
+monitor().dispatch_if_due()
+interval = POLL_S.get(monitor().progress(run_dir)["status"]["state"]) if run_dir else None
+
+
+@st.fragment(run_every=interval)
 def live() -> None:
-    runs.dispatch()
-    run_dir = watched()
     if run_dir is None:
         st.caption(t("train.none_running"))
         return
-    p = runs.progress(run_dir)
+    if not run_dir.is_dir():  # deleted from another browser
+        st.session_state.pop("watch", None)
+        st.rerun()
+    p = monitor().progress(run_dir)
     state, status = p["status"]["state"], p["status"]
+    if POLL_S.get(state) != interval:
+        st.rerun()  # started or ended: poll at the new pace, or stop polling
     st.subheader(t("train.live", run=p["run"]))
     if state == "queued":
         st.info(t("train.queued", pos=p["queue_position"], limit=runs.max_concurrent()))
-    elif state == "failed":
+    elif state in ("failed", "interrupted"):
         st.error(t("train.failed", error=status.get("error", "")))
     epochs_total = p["config"]["epochs"]
     last = p["last_batch"]
@@ -130,34 +161,21 @@ def live() -> None:
         and buttons[0].button(t("train.resume"), key=f"resume-{p['run']}")
     ):
         act(runs.resume, run_dir)
+    weight = st.slider(t("train.smooth"), 0.0, 0.99, 0.8, key="smooth") if p["batch_loss"] else 0.8
+    loss, acc, batch = curves(str(run_dir), p["version"], language(), weight)
     if p["epochs"]:
-        frame = pd.DataFrame(p["epochs"])
         left, right = st.columns(2)
-        left.plotly_chart(curve(frame, ["train_loss", "test_loss"], t("train.loss")), key="loss_curve")
-        right.plotly_chart(curve(frame, ["train_acc", "test_acc"], t("train.accuracy")), key="acc_curve")
+        left.plotly_chart(loss, key="loss_curve")
+        right.plotly_chart(acc, key="acc_curve")
     if p["batch_loss"]:
-        weight = st.slider(t("train.smooth"), 0.0, 0.99, 0.8, key="smooth")
-        fig = go.Figure(
-            [
-                go.Scatter(x=p["batch_step"], y=p["batch_loss"], name="raw", opacity=0.3),
-                go.Scatter(x=p["batch_step"], y=runs.ema(p["batch_loss"], weight), name="smoothed"),
-            ]
-        )
-        fig.update_layout(xaxis_title=t("train.step"), yaxis_title=t("train.loss"), height=300)
-        st.plotly_chart(fig, key="batch_curve")
-
-
-def curve(frame: pd.DataFrame, columns: list[str], title: str) -> go.Figure:
-    fig = go.Figure([go.Scatter(x=frame["epoch"], y=frame[c], name=c, mode="lines+markers") for c in columns])
-    fig.update_layout(title=title, xaxis_title="epoch", height=300)
-    return fig
+        st.plotly_chart(batch, key="batch_curve")
 
 
 live()
 
 # ---- past runs, from disk
 st.subheader(t("train.runs"))
-rows = runs.list_runs()
+rows = monitor().runs()
 if not rows:
     st.caption(t("train.no_runs"))
 else:
@@ -176,13 +194,17 @@ else:
         st.session_state["watch"] = pick
         st.rerun()
     best = Path(pick) / "best.pt"
-    if best.is_file():
+    if best.is_file():  # the weights are read when the button is pressed, not on every rerun
         b.download_button(
-            t("train.download"), weights_bytes(str(best), best.stat().st_mtime), file_name=f"{Path(pick).name}.pth"
+            t("train.download"),
+            partial(export.state_dict_bytes, str(best)),
+            file_name=f"{Path(pick).name}.pth",
+            on_click="ignore",
         )
     if c.button(t("train.delete")):
         try:
             runs.delete(Path(pick), actor=actor())
+            monitor().forget(pick)
             st.session_state.pop("watch", None)
             st.rerun()
         except (RuntimeError, classroom.ClassroomError) as err:

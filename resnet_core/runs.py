@@ -309,6 +309,20 @@ def read_metrics(run_dir: Path, types: tuple[str, ...] | None = None) -> list[di
     return events
 
 
+_CONFIGS: dict[tuple[str, int], dict[str, Any]] = {}  # (config.json, mtime_ns) -> parsed
+
+
+def _config(run_dir: Path) -> dict[str, Any]:
+    """config.json, parsed once per version: a classroom lists dozens of runs every second."""
+    path = run_dir / "config.json"
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in _CONFIGS:
+        if len(_CONFIGS) > 4096:
+            _CONFIGS.clear()
+        _CONFIGS[key] = json.loads(path.read_text())
+    return _CONFIGS[key]
+
+
 def list_runs() -> list[dict[str, Any]]:
     """One summary per run directory, newest first."""
     rows = []
@@ -317,7 +331,7 @@ def list_runs() -> list[dict[str, Any]]:
         if run_dir.name.startswith(".") or not (run_dir / "config.json").is_file():
             continue  # .lock, and runs being deleted
         status = read_status(run_dir)
-        config = json.loads((run_dir / "config.json").read_text())
+        config = _config(run_dir)
         started, ended = status.get("started"), status.get("ended") or status.get("updated")
         rows.append(
             {

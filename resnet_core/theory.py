@@ -7,11 +7,16 @@ linear layer: a k x k convolution costs (C_in / groups) * k * k MACs per output 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import torchvision
 from torch import nn
 
 from resnet_core import models
+
+DATA = Path(__file__).parent / "theory_data"  # results shipped with the package, with how they were made
 
 
 def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -93,6 +98,16 @@ def one_by_one_costs(size: int = 28, in_channels: int = 192, out_channels: int =
     return {"direct": _cost(direct, (in_channels, size, size)), "reduced": _cost(reduced, (in_channels, size, size))}
 
 
+def costs() -> dict:
+    """Every cost table the theory page shows (none depends on a control)."""
+    return {
+        "blocks": block_costs(),
+        "shortcuts": shortcut_costs(),
+        "cardinality": cardinality_costs(),
+        "one_by_one": one_by_one_costs(),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Gradient flow at initialisation, and shattered gradients, on real images
 
@@ -163,6 +178,11 @@ def shattered_gradients(
     return {"correlation": float((g[1:] * g[:-1]).sum(1).mean()), "trace": trace.tolist()}
 
 
+def shattered_pair(depth: int, batch_norm: bool = True) -> dict:
+    """:func:`shattered_gradients` for the plain net and its residual twin, as the page draws them."""
+    return {kind: shattered_gradients(depth, kind == "residual", batch_norm) for kind in ("plain", "residual")}
+
+
 # ---------------------------------------------------------------------------------------------
 # The degradation experiment (He et al. 2016, Fig. 6 and Table 6), reproducibly
 
@@ -186,19 +206,21 @@ TWIN_KEYS = (
 PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 
 
-def degradation(dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, run_root=None, echo=print) -> list:
+def degradation(
+    dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, run_root=None, echo=print, **budget
+) -> list:
     """Train the plain and residual 20/56-layer twins with one recipe; one row per model and epoch.
 
     Rows hold train and test error in %, the seconds of the epoch, and the model. The recipe is
     the dataset's preset with label smoothing off, so errors are plain classification errors.
+    ``budget`` takes TrainConfig fields such as ``max_train_batches`` (the tests' quick run).
     """
     import tempfile
-    from pathlib import Path
 
     from resnet_core import data, engine
     from resnet_core.config import TrainConfig
 
-    preset = {**data.get_spec(dataset).preset, "label_smoothing": 0.0, "augment": "none"}
+    preset = {**data.get_spec(dataset).preset, "label_smoothing": 0.0, "augment": "none", **budget}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in DEGRADATION_MODELS:
@@ -253,7 +275,6 @@ def write_degradation_csv(rows: list, path, dataset: str, epochs: int, seconds: 
 def read_degradation_csv(path) -> tuple[list[str], list[dict]]:
     """(comment lines, rows) of a CSV written by :func:`write_degradation_csv`."""
     import csv
-    from pathlib import Path
 
     lines = Path(path).read_text().splitlines()
     notes = [line[2:] for line in lines if line.startswith("# ")]
@@ -270,9 +291,7 @@ def read_degradation_csv(path) -> tuple[list[str], list[dict]]:
 
 def shipped_twin(name: str):
     """Path of a 20-layer twin trained by the degradation command and shipped with the app."""
-    from pathlib import Path
-
-    return Path(__file__).parent / "theory_data" / f"{name}.pt"
+    return DATA / f"{name}.pt"
 
 
 def block_deletion(checkpoint, limit: int = 1000) -> dict:
@@ -306,11 +325,54 @@ def block_deletion(checkpoint, limit: int = 1000) -> dict:
     return {"arch": ckpt["arch"], "base": base, "deleted": deleted, "drop": [base - a for a in deleted]}
 
 
+def deletions(limit: int = 1000) -> dict:
+    """:func:`block_deletion` on both shipped 20-layer twins (the page's ensemble plot)."""
+    return {name: block_deletion(shipped_twin(name), limit) for name in ("plain20", "resnet20")}
+
+
+def _made(command: str, seconds: float) -> dict:
+    import os
+    import platform
+
+    return {
+        "command": command,
+        "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "versions": f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"python {platform.python_version()}",
+        "seconds": round(seconds, 1),
+    }
+
+
+def write_shipped(out: Path = DATA) -> list[Path]:
+    """Write ``costs.json`` and ``deletion.json``: the parts of the theory page no control changes.
+
+    They take about 25 CPU-s (resnet50 at 224 px, 2 x 10 evaluations of 1,000 images), which the
+    first visitor of a fresh server used to wait for; shipped, the page draws them at once.
+    """
+    import time
+
+    from resnet_core.checkpoints import atomic_write_text
+
+    written = []
+    for name, compute in (("costs", costs), ("deletion", deletions)):
+        start = time.perf_counter()
+        result = compute()
+        result["made"] = _made("python -m resnet_core.theory shipped", time.perf_counter() - start)
+        path = Path(out) / f"{name}.json"
+        atomic_write_text(path, json.dumps(result, indent=1))
+        written.append(path)
+    return written
+
+
+def shipped(name: str) -> dict:
+    """A result shipped in ``theory_data/`` (``costs`` or ``deletion``), with its ``made`` note."""
+    return json.loads((DATA / f"{name}.json").read_text())
+
+
 def main(argv=None) -> int:
     import argparse
     import tempfile
     import time
-    from pathlib import Path
 
     from resnet_core.checkpoints import load_checkpoint, save_checkpoint
 
@@ -319,8 +381,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("degradation", help="train plain/residual 20 and 56 layer twins, write a CSV")
     p.add_argument("--dataset", default="fashion-sample")
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "theory_data" / "degradation.csv")
+    p.add_argument("--out", type=Path, default=DATA / "degradation.csv")
+    sub.add_parser("shipped", help="write costs.json and deletion.json (block deletion on the shipped twins)")
     args = parser.parse_args(argv)
+    if args.command == "shipped":
+        for path in write_shipped():
+            print(f"wrote {path}")
+        return 0
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         rows = degradation(args.dataset, args.epochs, run_root=tmp)
@@ -328,7 +395,8 @@ def main(argv=None) -> int:
             ckpt = load_checkpoint(Path(tmp) / name / "best.pt")
             save_checkpoint({k: ckpt[k] for k in TWIN_KEYS}, args.out.parent / f"{name}.pt")
     write_degradation_csv(rows, args.out, args.dataset, args.epochs, time.perf_counter() - start)
-    print(f"wrote {args.out} and the 20-layer twins beside it")
+    write_shipped(args.out.parent)  # block deletion depends on the twins just written
+    print(f"wrote {args.out}, the 20-layer twins and the shipped results beside it")
     return 0
 
 

@@ -77,9 +77,22 @@ def test_the_shipped_degradation_csv_records_how_it_was_made():
     assert final["resnet56"]["train_error"] < final["plain56"]["train_error"]  # the shortcut fixes it
 
 
-def test_deleting_a_block_hurts_the_plain_net_far_more_than_the_resnet(lab):
-    plain = theory.block_deletion(theory.shipped_twin("plain20"), limit=500)
-    res = theory.block_deletion(theory.shipped_twin("resnet20"), limit=500)
+def test_deleting_a_block_hurts_the_plain_net_far_more_than_the_resnet():
+    shipped = theory.shipped("deletion")
+    assert shipped["made"]["command"] == "python -m resnet_core.theory shipped"
+    plain, res = shipped["plain20"], shipped["resnet20"]
     assert len(plain["drop"]) == len(res["drop"]) == 9
     mean = lambda r: sum(r["drop"]) / len(r["drop"])  # noqa: E731
-    assert mean(plain) > 3 * mean(res), (mean(plain), mean(res))  # measured 79.6 vs 17.6 points (1,000 images)
+    assert mean(plain) > 3 * mean(res), (mean(plain), mean(res))  # shipped: 79.6 vs 17.6 points (1,000 images)
+
+
+def test_the_shipped_block_deletion_is_what_the_command_measures(lab):
+    # The oracle: the measurement itself, on the shipped twin (evaluation on the CPU is deterministic).
+    live = theory.block_deletion(theory.shipped_twin("resnet20"), limit=1000)
+    assert live == theory.shipped("deletion")["resnet20"]
+
+
+def test_the_shipped_cost_tables_are_what_the_modules_count():
+    shipped = theory.shipped("costs")
+    assert shipped.pop("made")["command"] == "python -m resnet_core.theory shipped"
+    assert shipped == theory.costs()

@@ -2,32 +2,123 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import streamlit as st
 
-from resnet_core import classroom, data, predict, runs, system
+from resnet_core import classroom, data, predict, system
+from resnet_core import monitor as runs_monitor
 from ui.i18n import t
 
 FRAME_KEY = "_resnet_lab_frame"
 
 
+def frame() -> st.Page:
+    """The frame every page stands in: page config, navigation over pages/, the shared sidebar.
+
+    ``streamlit_app.py`` runs it, then the page it returns.
+    """
+    serve_once()
+    st.set_page_config(page_title="ResNet Lab", page_icon="🧱", layout="wide")
+    page = st.navigation(
+        [
+            st.Page("pages/home.py", title=t("nav.home"), icon=":material/home:", default=True),
+            st.Page("pages/theory.py", title=t("nav.theory"), icon=":material/school:"),
+            st.Page("pages/data.py", title=t("nav.data"), icon=":material/dataset:"),
+            st.Page("pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
+            st.Page("pages/transfer.py", title=t("nav.transfer"), icon=":material/swap_horiz:"),
+            st.Page("pages/predict.py", title=t("nav.predict"), icon=":material/image_search:"),
+        ]
+    )
+    st.session_state[FRAME_KEY] = True
+    sidebar()
+    return page
+
+
 def require_frame(page_path: str) -> None:
-    """Send a visit that bypassed the frame through it, keeping the page it asked for.
+    """Draw the frame around ``page_path`` when Streamlit ran the page without it.
 
     Until some session has run ``st.navigation``, Streamlit serves the files in pages/ on their
     own (its older multipage mode), so the first visitor after a restart who follows a deep
-    link (``/predict``) would get a page with no sidebar or language. Seen with Streamlit 1.67.
+    link (``/predict``) would get a page with no sidebar or language (Streamlit 1.67). The page
+    then draws the frame itself, in the same run: a deep link costs one script run. (Sending the
+    visit through ``streamlit_app.py`` with ``st.switch_page`` cost three.)
     """
     if not st.session_state.get(FRAME_KEY):
-        from ui.i18n import language
+        frame()  # st.navigation inside resolves to this same page, so nothing else runs
 
-        st.session_state["_goto"] = page_path
-        st.session_state.setdefault("lang", language())  # switch_page drops ?lang=zh
-        st.switch_page("streamlit_app.py")
+
+# The page server yields the CPU to training processes. Under Linux's autogroup scheduling
+# (on by default where a server is started from a terminal or ssh session) the nice value of
+# a thread only ranks it against threads of its own session, and every trainer has its own
+# session (runs.spawn), so a plain os.nice in the server changes nothing for the trainer
+# (measured: two busy loops in two sessions split a core 50/50 with one at nice 10, 90/10
+# when its session's autogroup is at nice 10). So the server sets its autogroup's nice value;
+# without autogroups it renices its own threads instead (new threads inherit the value).
+SERVER_NICE = 10
+
+
+def _yield_to_training() -> None:
+    autogroup = Path("/proc/self/autogroup")
+    try:
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1" and autogroup.exists():
+            autogroup.write_text(str(SERVER_NICE))
+            return
+    except OSError:
+        pass
+    for task in Path("/proc/self/task").glob("*") if Path("/proc/self/task").is_dir() else []:
+        with contextlib.suppress(OSError, ValueError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), SERVER_NICE)
+
+
+@st.cache_resource(show_spinner=False)
+def serve_once() -> bool:
+    """Once per server process: one torch thread for the page server's own compute (theory
+    measurements, predictions), and a lower CPU priority than the trainers. Not under AppTest,
+    whose pages run inside the test process."""
+    if not st.runtime.exists():
+        return False
+    import torch
+
+    torch.set_num_threads(1)
+    _yield_to_training()
+    return True
+
+
+@st.cache_resource(show_spinner=False)
+def monitor() -> runs_monitor.Monitor:
+    """One view of the runs for every browser: a poll per run per second, not per browser."""
+    return runs_monitor.Monitor(max_age=1.0)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> tuple[ThreadPoolExecutor, dict, threading.Lock]:
+    # One worker: measurements queue behind each other on the server's one torch thread.
+    return ThreadPoolExecutor(1, thread_name_prefix="resnet-lab-measure"), {}, threading.Lock()
+
+
+def in_background(fn, *args):
+    """``fn(*args)`` computed once per server in a worker thread: its result, or None while it runs.
+
+    ``st.cache_data`` computes in the visitor's own script run, so the first visitor would wait
+    for the whole measurement with the page half drawn; here the page is drawn at once and polls
+    (see ``pages/theory.py``). A failed computation raises here and is tried again next time.
+    """
+    pool, jobs, lock = _jobs()
+    key = (fn.__module__, fn.__qualname__, args)
+    with lock:
+        job = jobs.get(key)
+        if job is None:
+            job = jobs[key] = pool.submit(fn, *args)
+        if job.done() and job.exception() is not None:
+            del jobs[key]
+    return job.result() if job.done() else None
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -46,9 +137,15 @@ def environment() -> dict:
     return system.environment()
 
 
+@st.cache_resource(show_spinner=False)
+def devices() -> list[dict]:
+    """For the sidebar: the devices only, without environment()'s network probe (up to 2 s)."""
+    return system.devices()
+
+
 def checkpoints() -> list[dict]:
-    """Runs that have a best.pt, newest first."""
-    return [r for r in runs.list_runs() if r["has_best"]]
+    """Runs that have a best.pt, newest first (the shared list, at most a second old)."""
+    return [r for r in monitor().runs() if r["has_best"]]
 
 
 def checkpoint_label(row: dict) -> str:
@@ -75,11 +172,9 @@ def sidebar() -> None:
         st.session_state.setdefault("lang", language())
         st.selectbox(t("sidebar.language"), list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
         st.query_params["lang"] = st.session_state["lang"]  # a copied link keeps the language
-        env = environment()
-        gpu = [d for d in env["devices"] if d["kind"] != "cpu"]
-        device = (
-            f"{gpu[0]['kind'].upper()}: {gpu[0]['name']}" if gpu else t("sidebar.cpu", n=env["devices"][0]["cores"])
-        )
+        found = devices()
+        gpu = [d for d in found if d["kind"] != "cpu"]
+        device = f"{gpu[0]['kind'].upper()}: {gpu[0]['name']}" if gpu else t("sidebar.cpu", n=found[0]["cores"])
         st.caption(t("sidebar.device", device=device))
         ckpts = checkpoints()
         if ckpts:
