@@ -47,37 +47,51 @@ st.caption(t("data.source", source=plain(info.source)))
 if info.skipped:
     st.warning(t("data.skipped", detail=", ".join(f"{n} {reason}" for reason, n in info.skipped.items())))
 
-tabs = st.tabs(
-    [t("data.tab.counts"), t("data.tab.samples"), t("data.tab.means"), t("data.tab.hist"), t("data.tab.pca")]
-)
-with tabs[0]:
-    counts = pd.DataFrame(
-        {
-            "class": info.classes * 2,
-            "split": [t("data.train")] * len(info.classes) + [t("data.test")] * len(info.classes),
-            "images": info.counts["train"] + info.counts["test"],
-        }
+
+def explore_tabs() -> None:
+    """The five views; each reads image files, which a folder may have lost since it was added."""
+    tabs = st.tabs(
+        [t("data.tab.counts"), t("data.tab.samples"), t("data.tab.means"), t("data.tab.hist"), t("data.tab.pca")]
     )
-    st.plotly_chart(px.bar(counts, x="class", y="images", color="split", barmode="group"), key="counts")
-with tabs[1]:
-    for label, images in grid(name, 10).items():
-        st.image(list(images), caption=None, width=56)
-        st.caption(plain(label))  # a folder's name is the user's text, never Markdown
-with tabs[2]:
-    mean_imgs = means(name)
-    st.image(list(mean_imgs.values()), caption=list(mean_imgs), width=84)
-with tabs[3]:
-    hist = histogram(name)
-    centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:])]
-    frame = pd.DataFrame(
-        [{"intensity": c, "channel": ch, "pixels": n} for ch, ns in hist["counts"].items() for c, n in zip(centres, ns)]
-    )
-    st.plotly_chart(px.line(frame, x="intensity", y="pixels", color="channel", log_y=True), key="hist")
-with tabs[4]:
-    emb = pca(name)
-    frame = pd.DataFrame({"pc1": emb["x"], "pc2": emb["y"], "label": emb["label"]})
-    st.caption(t("data.pca_caption", n=len(frame), a=emb["explained"][0], b=emb["explained"][1]))
-    st.plotly_chart(px.scatter(frame, x="pc1", y="pc2", color="label", hover_data=["label"]), key="pca")
+    with tabs[0]:
+        counts = pd.DataFrame(
+            {
+                "class": info.classes * 2,
+                "split": [t("data.train")] * len(info.classes) + [t("data.test")] * len(info.classes),
+                "images": info.counts["train"] + info.counts["test"],
+            }
+        )
+        st.plotly_chart(px.bar(counts, x="class", y="images", color="split", barmode="group"), key="counts")
+    with tabs[1]:
+        for label, images in grid(name, 10).items():
+            st.image(list(images), caption=None, width=56)
+            st.caption(plain(label))  # a folder's name is the user's text, never Markdown
+    with tabs[2]:
+        mean_imgs = means(name)
+        st.image(list(mean_imgs.values()), caption=list(mean_imgs), width=84)
+    with tabs[3]:
+        hist = histogram(name)
+        centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:])]
+        frame = pd.DataFrame(
+            [
+                {"intensity": c, "channel": ch, "pixels": n}
+                for ch, ns in hist["counts"].items()
+                for c, n in zip(centres, ns)
+            ]
+        )
+        st.plotly_chart(px.line(frame, x="intensity", y="pixels", color="channel", log_y=True), key="hist")
+    with tabs[4]:
+        emb = pca(name)
+        frame = pd.DataFrame({"pc1": emb["x"], "pc2": emb["y"], "label": emb["label"]})
+        st.caption(t("data.pca_caption", n=len(frame), a=emb["explained"][0], b=emb["explained"][1]))
+        st.plotly_chart(px.scatter(frame, x="pc1", y="pc2", color="label", hover_data=["label"]), key="pca")
+
+
+try:
+    explore_tabs()
+except (FolderError, ValueError, OSError) as err:  # imaging.ImageError is a ValueError
+    st.error(t("data.gone", error=str(err)))
+
 
 with st.expander(t("data.add.title")):
     st.write(t("data.add.help"))
