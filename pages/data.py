@@ -9,7 +9,7 @@ import streamlit as st
 
 from resnet_core import classroom, data, explore
 from resnet_core.folders import FolderError
-from ui.common import dataset_label, plain, require_frame
+from ui.common import chart_text, dataset_label, plain, require_frame
 from ui.i18n import t
 
 require_frame("pages/data.py")
@@ -24,7 +24,7 @@ if data.is_present(name):
     try:
         info = describe(name)
     except (FolderError, data.DatasetUnavailable) as err:  # a registered folder whose files have gone
-        st.error(t("data.gone", error=str(err)))
+        st.error(t("data.gone", error=plain(err)))
         st.stop()
 else:
     st.info(t("data.absent", name=name))
@@ -34,7 +34,7 @@ else:
         with st.spinner(t("data.downloading")):
             info = data.describe(name, download=True)
     except data.DatasetUnavailable as err:
-        st.error(str(err))
+        st.error(plain(err))
         st.stop()
 
 cols = st.columns(4)
@@ -56,7 +56,7 @@ def explore_tabs() -> None:
     with tabs[0]:
         counts = pd.DataFrame(
             {
-                "class": info.classes * 2,
+                "class": [chart_text(c) for c in info.classes] * 2,  # Plotly renders HTML tags
                 "split": [t("data.train")] * len(info.classes) + [t("data.test")] * len(info.classes),
                 "images": info.counts["train"] + info.counts["test"],
             }
@@ -68,7 +68,7 @@ def explore_tabs() -> None:
             st.caption(plain(label))  # a folder's name is the user's text, never Markdown
     with tabs[2]:
         mean_imgs = means(name)
-        st.image(list(mean_imgs.values()), caption=list(mean_imgs), width=84)
+        st.image(list(mean_imgs.values()), caption=[plain(c) for c in mean_imgs], width=84)
     with tabs[3]:
         hist = histogram(name)
         centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:])]
@@ -82,7 +82,7 @@ def explore_tabs() -> None:
         st.plotly_chart(px.line(frame, x="intensity", y="pixels", color="channel", log_y=True), key="hist")
     with tabs[4]:
         emb = pca(name)
-        frame = pd.DataFrame({"pc1": emb["x"], "pc2": emb["y"], "label": emb["label"]})
+        frame = pd.DataFrame({"pc1": emb["x"], "pc2": emb["y"], "label": [chart_text(c) for c in emb["label"]]})
         st.caption(t("data.pca_caption", n=len(frame), a=emb["explained"][0], b=emb["explained"][1]))
         st.plotly_chart(px.scatter(frame, x="pc1", y="pc2", color="label", hover_data=["label"]), key="pca")
 
@@ -90,7 +90,7 @@ def explore_tabs() -> None:
 try:
     explore_tabs()
 except (FolderError, ValueError, OSError) as err:  # imaging.ImageError is a ValueError
-    st.error(t("data.gone", error=str(err)))
+    st.error(t("data.gone", error=plain(err)))  # file names are the uploader's text
 
 
 with st.expander(t("data.add.title")):
@@ -119,4 +119,4 @@ with st.expander(t("data.add.title")):
             for reason, n in (added.skipped or {}).items():
                 st.write(t("data.add.skip_line", n=n, reason=reason))
         except (FolderError, ValueError, data.DatasetUnavailable, classroom.ClassroomError) as err:
-            st.error(str(err))
+            st.error(plain(err))  # it may quote a zip member's name: the uploader's text

@@ -7,7 +7,7 @@ import streamlit as st
 from resnet_core import classroom, data, models, runs, transfer
 from resnet_core import config as cfg
 from resnet_core.checkpoints import CheckpointError, describe_mismatch, load_checkpoint, load_state_dict_file
-from ui.common import actor, checkpoint_label, checkpoints, dataset_label, network_reachable, require_frame
+from ui.common import actor, checkpoint_label, checkpoints, dataset_label, network_reachable, plain, require_frame
 from ui.i18n import t
 
 require_frame("pages/transfer.py")
@@ -47,7 +47,7 @@ else:
         classroom.prune_uploads(data.lab_home() / "uploads")
         pretrained = str(transfer.save_uploaded_weights(upload.getvalue(), data.lab_home() / "uploads"))
     except (ValueError, classroom.ClassroomError) as err:
-        st.error(str(err))
+        st.error(plain(err))  # it names the uploaded file: the uploader's text
         st.stop()
 
 size = spec.size
@@ -77,7 +77,7 @@ if source == "upload":
         head = transfer.find_head(model)[0] + "."
         body = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
         detail = describe_mismatch(body, {k: v for k, v in state.items() if not k.startswith(head)})
-        (st.error if not report["loaded"] else st.warning)(t("transfer.mismatch", arch=arch, detail=detail))
+        (st.error if not report["loaded"] else st.warning)(t("transfer.mismatch", arch=arch, detail=plain(detail)))
         blocked = blocked or (t("transfer.nothing_loaded", arch=arch) if not report["loaded"] else None)
 
 modes = list(view["trainable"])
@@ -111,7 +111,7 @@ if st.button(t("transfer.launch"), type="primary", disabled=bool(blocked)):
     try:
         st.session_state["watch"] = str(runs.launch(config.validate(), actor=actor()))
     except (cfg.ConfigError, classroom.ClassroomError, CheckpointError) as err:
-        st.error(str(err))
+        st.error(plain(err))
         st.stop()
     st.success(t("transfer.launched"))
     st.page_link("pages/train.py", label=t("transfer.follow"), icon=":material/arrow_forward:")

@@ -59,7 +59,22 @@ def read_index(root: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _member_name(info: zipfile.ZipInfo) -> str:
+def _names_encoding(members: list[zipfile.ZipInfo]) -> tuple[str, ...]:
+    """UTF-8 when every unflagged name is UTF-8, else GBK first: one zipper made the whole zip.
+
+    Decided per zip, not per name: 猫 in GBK (C3 A8) is also valid UTF-8 (è), so a name at a
+    time turned one class of a Windows zip into mojibake beside its correctly decoded sister.
+    """
+    for m in members:
+        if not m.flag_bits & 0x800:
+            try:
+                m.filename.encode("cp437").decode("utf-8")
+            except UnicodeError:
+                return ("gbk", "utf-8")
+    return ("utf-8", "gbk")
+
+
+def _member_name(info: zipfile.ZipInfo, encodings: tuple[str, ...] = ("utf-8", "gbk")) -> str:
     """The member's name as its author typed it: the UTF-8 flag, else UTF-8, else GBK.
 
     Zips made on Windows store names in the OEM code page with no flag; ``zipfile`` then decodes
@@ -72,7 +87,7 @@ def _member_name(info: zipfile.ZipInfo) -> str:
         raw = info.filename.encode("cp437")
     except UnicodeEncodeError:  # decoded with another metadata_encoding already
         return info.filename
-    for encoding in ("utf-8", "gbk"):
+    for encoding in encodings:
         try:
             return raw.decode(encoding)
         except UnicodeDecodeError:
@@ -126,8 +141,9 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
             )
         seen: set[str] = set()
         written = 0
+        encodings = _names_encoding(members)
         for m in members:
-            name = _member_name(m)
+            name = _member_name(m, encodings)
             parts = _member_parts(name)
             if parts == ():
                 continue  # "./" and the like: nothing to write

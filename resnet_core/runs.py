@@ -43,6 +43,10 @@ ACTIVE = ("queued", "starting", "resuming", "running")  # not yet ended
 STARTED = ("starting", "resuming", "running")  # holding a training slot
 RESUMABLE = ("stopped", "failed", "interrupted")  # with a last.pt, these can continue
 _HELD = threading.local()  # how deep this thread is inside transitions()
+# What torchrun sets in each rank; a run that rank 0 dispatches as it ends must not inherit it,
+# or its trainer would call init_process_group and wait for ranks that never come.
+TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE")
+TORCHRUN_ENV += ("ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
 STATUS_EVERY_S = 1.0  # how often batch events refresh status.json; the UI polls about this fast
 
 
@@ -144,7 +148,10 @@ def dispatch() -> list[Path]:
                 break
             if row["state"] == "queued":
                 status = _raw_status(row["path"])
-                spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=status.get("nproc", 1))
+                try:
+                    spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=status.get("nproc", 1))
+                except OSError:
+                    continue  # spawn marked it failed: its slot goes to the next run
                 started.append(Path(row["path"]))
                 free -= 1
     return started
@@ -159,7 +166,8 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd[1:]]
     package_parent = str(Path(__file__).resolve().parent.parent)  # importable from any cwd
     pythonpath = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "RESNET_LAB_HOME": str(lab_home()), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV and not k.startswith("TORCHELASTIC_")}
+    env.update(RESNET_LAB_HOME=str(lab_home()), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath)
     for stale in run_dir.glob(".*.tmp"):  # a save cut short by SIGKILL; no trainer is alive here
         stale.unlink(missing_ok=True)
     update_status(run_dir, state="resuming" if resume else "starting")
@@ -180,10 +188,13 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
                 env=env,
                 cwd=os.getcwd(),
             )
+    except OSError as err:  # no memory to fork, no cwd, no file descriptors: never "starting" for ever
+        update_status(run_dir, state="failed", ended=time.time(), error=f"Could not start the trainer: {err}")
+        raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     # The child needs seconds to import torch before its first status write; this is first.
-    update_status(run_dir, pid=proc.pid)
+    update_status(run_dir, pid=proc.pid, pid_start=_start_time(proc.pid))
     return proc.pid
 
 
@@ -198,7 +209,7 @@ def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
         if status["state"] in ACTIVE:
             raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
         (run_dir / "STOP").unlink(missing_ok=True)
-        update_status(run_dir, state="queued", resume=True, pid=None, error=None)
+        update_status(run_dir, state="queued", resume=True, pid=None, pid_start=None, error=None)
         dispatch()
 
 
@@ -222,7 +233,7 @@ def stop(run_dir: Path, actor: classroom.Actor | None = None) -> None:
             return
         pid = status.get("pid")
         single = status.get("nproc", 1) == 1 or status["state"] == "running"  # else pid is torchrun's agent
-        if pid and single and _alive(pid):
+        if pid and single and _alive(pid, status.get("pid_start")):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
 
@@ -264,7 +275,16 @@ def _raw_status(run_dir: Path) -> dict[str, Any]:
         return {"state": "unknown"}
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None off Linux."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, start: str | None = None) -> bool:
+    """Whether ``pid`` is still the process recorded: a pid reused since is not (``start``)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -273,9 +293,10 @@ def _alive(pid: int) -> bool:
         return True
     # A zombie (our own exited child not yet reaped) still answers kill(0).
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return True
+    return fields[0] != "Z" and (start is None or fields[19] == start)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -287,7 +308,7 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     status = _raw_status(run_dir)
     on_this_host = status.get("host") in (None, socket.gethostname())
     active = status.get("state") in ACTIVE and status.get("pid") and on_this_host
-    if active and not _alive(status["pid"]):
+    if active and not _alive(status["pid"], status.get("pid_start")):
         status["state"] = "interrupted"
         status["error"] = "The training process was killed before it could say so; resume it, or see train.log."
     return status
@@ -372,6 +393,7 @@ class RunRecorder:
                 self.run_dir,
                 state="running",
                 pid=os.getpid(),
+                pid_start=_start_time(os.getpid()),
                 host=socket.gethostname(),
                 started=_raw_status(self.run_dir).get("started") or self.started,
                 device=event["device"],
@@ -426,10 +448,11 @@ def _claim(run_dir: Path) -> bool:
     with transitions():
         status = _raw_status(run_dir)
         pid = status.get("pid")
-        if status.get("state") == "running" and pid not in (os.getpid(), os.getppid()) and pid and _alive(pid):
+        alive = bool(pid) and _alive(pid, status.get("pid_start"))
+        if status.get("state") == "running" and pid not in (os.getpid(), os.getppid()) and alive:
             return False
         if status.get("state") in ("starting", "resuming") and pid not in (None, os.getpid(), os.getppid()):
-            return not _alive(pid)
+            return not alive
         return True
 
 
