@@ -9,7 +9,7 @@ import streamlit as st
 
 from resnet_core import classroom, data, export, models, runs
 from resnet_core import config as cfg
-from ui.common import actor, dataset_label, monitor, require_frame
+from ui.common import actor, dataset_label, monitor, plain, require_frame
 from ui.i18n import language, t
 
 require_frame("pages/train.py")
@@ -60,7 +60,7 @@ if start:
     try:
         st.session_state["watch"] = str(runs.launch(config.validate(), actor=actor()))
     except (cfg.ConfigError, classroom.ClassroomError, OSError) as err:
-        st.error(str(err))
+        st.error(plain(err))
 
 
 # ---- the live run: polled from disk (one shared poll per run for every browser), so a reload
@@ -89,7 +89,7 @@ def act(action, run_dir: Path) -> None:
     except classroom.ClassroomError:
         st.error(t("train.not_yours"))
     except RuntimeError as err:
-        st.error(str(err))
+        st.error(plain(err))
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -135,7 +135,7 @@ def live() -> None:
     if state == "queued":
         st.info(t("train.queued", pos=p["queue_position"], limit=runs.max_concurrent()))
     elif state in ("failed", "interrupted"):
-        st.error(t("train.failed", error=status.get("error", "")))
+        st.error(t("train.failed", error=plain(status.get("error", ""))))  # may quote a file name
     epochs_total = p["config"]["epochs"]
     last = p["last_batch"]
     done_epochs = len(p["epochs"])
@@ -208,4 +208,4 @@ else:
             st.session_state.pop("watch", None)
             st.rerun()
         except (RuntimeError, classroom.ClassroomError) as err:
-            st.error(str(err))
+            st.error(plain(err))

@@ -246,7 +246,7 @@ def delete(run_dir: Path, actor: classroom.Actor | None = None) -> None:
         if status["state"] in ACTIVE:
             raise RuntimeError(f"{run_dir.name} is still running; stop it before deleting.")
         # Renamed first, so a listing never sees a half-deleted run; then removed at leisure.
-        doomed = run_dir.with_name(f".deleted-{run_dir.name}")
+        doomed = run_dir.with_name(f".deleted-{run_dir.name}-{time.time_ns()}")  # unique: an old one may linger
         run_dir.rename(doomed)
     shutil.rmtree(doomed, ignore_errors=True)
 
