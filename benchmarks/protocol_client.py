@@ -69,7 +69,12 @@ class Client:
     async def connect(self) -> None:
         url = "ws" + self.base_url[4:] + "/_stcore/stream"
         self._ws = await websockets.connect(
-            url, subprotocols=["streamlit"], origin=self.base_url, max_size=None, open_timeout=30
+            url,
+            subprotocols=["streamlit"],
+            origin=self.base_url,
+            max_size=None,
+            open_timeout=30,
+            ping_interval=None,  # browsers never ping; the server's pings are answered as they are
         )
         self._reader = asyncio.create_task(self._read())
 
@@ -141,14 +146,16 @@ class Client:
     def _drop_stale(self, fragment: bool) -> None:
         """What the frontend's clearStaleNodes does: drop what this run did not write again.
 
-        A fragment run only owns the container it wrote into (the common prefix of its paths).
+        A fragment run only owns its container: the common prefix of the paths it wrote (it
+        writes its container block first, then what is inside).
         """
         scope: tuple[int, ...] = ()
         if fragment:
-            if not self._paths_this_run:
+            paths = self._paths_this_run
+            if not paths:
                 return
-            scope = self._paths_this_run[0][:-1]
-            for path in self._paths_this_run[1:]:
+            scope = paths[0]
+            for path in paths[1:]:
                 n = 0
                 while n < min(len(scope), len(path)) and scope[n] == path[n]:
                     n += 1

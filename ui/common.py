@@ -48,11 +48,14 @@ def require_frame(page_path: str) -> None:
     Until some session has run ``st.navigation``, Streamlit serves the files in pages/ on their
     own (its older multipage mode), so the first visitor after a restart who follows a deep
     link (``/predict``) would get a page with no sidebar or language (Streamlit 1.67). The page
-    then draws the frame itself, in the same run: a deep link costs one script run. (Sending the
-    visit through ``streamlit_app.py`` with ``st.switch_page`` cost three.)
+    then draws the frame and runs itself inside it, as ``streamlit_app.py`` would, in the same
+    script run: a deep link costs one run (sending it through ``streamlit_app.py`` with
+    ``st.switch_page`` cost three). ``page.run()`` matters: it gives the page's widgets the ids
+    they get in every later run, so the first click after a deep link is not lost.
     """
     if not st.session_state.get(FRAME_KEY):
-        frame()  # st.navigation inside resolves to this same page, so nothing else runs
+        frame().run()  # st.navigation resolves to this same page; here FRAME_KEY is set
+        st.stop()  # the page ran inside the frame; the rest of this outer copy must not
 
 
 # The page server yields the CPU to training processes. Under Linux's autogroup scheduling
@@ -62,7 +65,7 @@ def require_frame(page_path: str) -> None:
 # (measured: two busy loops in two sessions split a core 50/50 with one at nice 10, 90/10
 # when its session's autogroup is at nice 10). So the server sets its autogroup's nice value;
 # without autogroups it renices its own threads instead (new threads inherit the value).
-SERVER_NICE = 10
+SERVER_NICE = int(os.environ.get("RESNET_LAB_SERVER_NICE", 10))  # 0 turns it off
 
 
 def _yield_to_training() -> None:
@@ -88,7 +91,8 @@ def serve_once() -> bool:
     import torch
 
     torch.set_num_threads(1)
-    _yield_to_training()
+    if SERVER_NICE:
+        _yield_to_training()
     return True
 
 
