@@ -13,10 +13,11 @@ from ui.common import actor, dataset_label, monitor, plain, require_frame
 from ui.i18n import language, t
 
 require_frame("pages/train.py")
-# Seconds between live-panel refreshes, by the watched run's state; an ended run is not polled.
-# One refresh costs the server about 10 ms (measured, benchmarks/classroom_load.py), so a class
-# of 30 watching a run at 2 s costs about 0.15 CPU-s per second, leaving the trainer its cores.
+# Seconds between refreshes of the live numbers, by the watched run's state; the charts refresh
+# CHARTS_EVERY times slower (serialising three plotly figures is most of a refresh's cost), and
+# an ended run is not polled at all. Figures: README, "Running it for a class".
 POLL_S = {"queued": 2.0, "starting": 1.0, "resuming": 1.0, "running": 2.0}
+CHARTS_EVERY = 3
 
 st.title(t("train.title"))
 
@@ -95,15 +96,13 @@ def act(action, run_dir: Path) -> None:
 @st.cache_resource(max_entries=32, show_spinner=False)
 def curves(run: str, version: tuple, lang: str, weight: float) -> list[go.Figure]:
     """The run's charts at one version, built once for every browser that shows them."""
-    p = monitor().progress(run)
-    figs = []
+    p, figs = monitor().progress(run), []
     for columns, title in ((["train_loss", "test_loss"], "train.loss"), (["train_acc", "test_acc"], "train.accuracy")):
-        epochs = [e["epoch"] for e in p["epochs"]]
-        fig = go.Figure(
-            [go.Scatter(x=epochs, y=[e[c] for e in p["epochs"]], name=c, mode="lines+markers") for c in columns]
+        x = [e["epoch"] for e in p["epochs"]]
+        figs.append(
+            go.Figure([go.Scatter(x=x, y=[e[c] for e in p["epochs"]], name=c, mode="lines+markers") for c in columns])
         )
-        fig.update_layout(title=t(title), xaxis_title="epoch", height=300)
-        figs.append(fig)
+        figs[-1].update_layout(title=t(title), xaxis_title="epoch", height=300)
     fig = go.Figure(
         [
             go.Scatter(x=p["batch_step"], y=p["batch_loss"], name="raw", opacity=0.3),
@@ -136,12 +135,8 @@ def live() -> None:
         st.info(t("train.queued", pos=p["queue_position"], limit=runs.max_concurrent()))
     elif state in ("failed", "interrupted"):
         st.error(t("train.failed", error=plain(status.get("error", ""))))  # may quote a file name
-    epochs_total = p["config"]["epochs"]
-    last = p["last_batch"]
-    done_epochs = len(p["epochs"])
-    st.progress(
-        min(done_epochs / epochs_total, 1.0), text=t("train.epoch_progress", done=done_epochs, total=epochs_total)
-    )
+    last, done, total = p["last_batch"], len(p["epochs"]), p["config"]["epochs"]
+    st.progress(min(done / total, 1.0), text=t("train.epoch_progress", done=done, total=total))
     if last and state in runs.ACTIVE:
         st.progress(
             last["step"] / last["steps"], text=t("train.batch_progress", step=last["step"], steps=last["steps"])
@@ -161,6 +156,13 @@ def live() -> None:
         and buttons[0].button(t("train.resume"), key=f"resume-{p['run']}")
     ):
         act(runs.resume, run_dir)
+
+
+@st.fragment(run_every=interval and interval * CHARTS_EVERY)
+def charts() -> None:
+    if run_dir is None or not run_dir.is_dir():
+        return
+    p = monitor().progress(run_dir)
     weight = st.slider(t("train.smooth"), 0.0, 0.99, 0.8, key="smooth") if p["batch_loss"] else 0.8
     loss, acc, batch = curves(str(run_dir), p["version"], language(), weight)
     if p["epochs"]:
@@ -172,6 +174,7 @@ def live() -> None:
 
 
 live()
+charts()
 
 # ---- past runs, from disk
 st.subheader(t("train.runs"))
