@@ -26,6 +26,7 @@ import argparse
 import colorsys
 import io
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,8 @@ INKS = [(25, 25, 30), (30, 45, 140), (85, 85, 92)]  # black, blue ballpoint, pen
 BACKDROPS = [(252, 252, 252), (250, 250, 247), (230, 230, 230), (240, 232, 220), (226, 233, 242)]
 
 
-def _frame(rng: np.random.Generator) -> tuple[int, int]:
-    long = int(rng.integers(300, 901))
+def _frame(rng: np.random.Generator, longest: int) -> tuple[int, int]:
+    long = int(rng.integers(300, longest + 1))
     short = int(long * rng.uniform(0.75, 1.0))
     return (long, short) if rng.random() < 0.5 else (short, long)
 
@@ -114,9 +115,9 @@ def _position(rng: np.random.Generator, w: int, h: int, obj_w: float, obj_h: flo
     return side // 2 + int(rng.uniform(-my, my)), side // 2 + int(rng.uniform(-mx, mx))
 
 
-def render_digit(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A JPEG of this 28x28 MNIST digit written on paper and photographed."""
-    w, h = _frame(rng)
+def render_digit(digit: np.ndarray, rng: np.random.Generator, longest: int = 900) -> bytes:
+    """A JPEG of this 28x28 MNIST digit written on paper and photographed (frame: 300-``longest`` px)."""
+    w, h = _frame(rng, longest)
     side = int(1.5 * max(w, h))
     paper = np.array(PAPERS[rng.integers(len(PAPERS))], dtype=np.float32) + rng.normal(0, 4, 3)
     page = np.ones((side, side, 3), dtype=np.float32) * np.clip(paper, 0, 255) / 255
@@ -155,9 +156,9 @@ def _garment_colour(rng: np.random.Generator) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.35, 1.0)), np.float32)
 
 
-def render_item(item: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A JPEG of this Fashion-MNIST item as a product photo of a coloured garment."""
-    w, h = _frame(rng)
+def render_item(item: np.ndarray, rng: np.random.Generator, longest: int = 900) -> bytes:
+    """A JPEG of this Fashion-MNIST item as a product photo of a coloured garment (frame: 300-``longest`` px)."""
+    w, h = _frame(rng, longest)
     side = int(1.5 * max(w, h))
     backdrop = np.array(BACKDROPS[rng.integers(len(BACKDROPS))], dtype=np.float32) / 255
     page = np.ones((side, side, 3), dtype=np.float32) * backdrop
@@ -194,17 +195,15 @@ def render_item(item: np.ndarray, rng: np.random.Generator) -> bytes:
 RENDER = {"digit": ("mnist-sample", render_digit), "item": ("fashion-sample", render_item)}
 
 
-def make(kind: str, n: int, seed: int = 0, start: int = 0) -> list[tuple[bytes, int]]:
-    """``n`` photos of test images ``start .. start + n - 1`` as (JPEG bytes, label)."""
+def make(kind: str, n: int, seed: int = 0, start: int = 0, longest: int = 900) -> Iterator[tuple[int, bytes, int]]:
+    """Photos of test images ``start .. start + n - 1``, one at a time, as (index, JPEG bytes, label)."""
     from resnet_core import data
 
     dataset, render = RENDER[kind]
     test = data.load_dataset(dataset, "test")
-    out = []
     for i in range(start, start + n):
         rng = np.random.default_rng([seed, i])
-        out.append((render(test.images[i, 0].numpy(), rng), int(test.targets[i])))
-    return out
+        yield i, render(test.images[i, 0].numpy(), rng, longest), int(test.targets[i])
 
 
 def main() -> None:
@@ -213,11 +212,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", type=int, default=0, help="first test image to use")
+    parser.add_argument("--longest", type=int, default=900, help="largest frame side in px (300 or more)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for i, (jpeg, label) in enumerate(make(args.kind, args.n, args.seed, args.start)):
-        (args.out / f"{args.start + i:04d}-{label}.jpg").write_bytes(jpeg)
+    for i, jpeg, label in make(args.kind, args.n, args.seed, args.start, args.longest):
+        (args.out / f"{i:04d}-{label}.jpg").write_bytes(jpeg)
     print(f"wrote {args.n} photos to {args.out}")
 
 

@@ -369,3 +369,67 @@ def test_natural_style_resizes_and_crops():
     assert out.tensor.shape == (3, 64, 64) and out.tensor[1].float().mean() == pytest.approx(200, abs=1)
     with pytest.raises(ValueError, match="digit, item, natural"):
         imaging.prepare(Image.new("RGB", (4, 4)), "sketch", 28, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders train on what prediction sees
+
+
+def test_a_truncated_jpeg_in_a_folder_is_caught_by_the_scan(tmp_path):
+    from resnet_core import folders
+
+    rng = np.random.default_rng(3)
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.jpg")
+    whole = (tmp_path / "dogs" / "0.jpg").read_bytes()
+    (tmp_path / "dogs" / "0.jpg").write_bytes(whole[: len(whole) // 2])
+    index = folders.scan(tmp_path)
+    assert index["skipped"] == {"unreadable or corrupt image": 1}
+    assert "dogs/0.jpg" not in index["files"] and len(index["files"]) == 5
+
+
+def test_a_folder_image_that_breaks_after_the_scan_stops_training_with_its_name(tmp_path):
+    from resnet_core import folders
+
+    path = tmp_path / "cats" / "whiskers.jpg"
+    path.parent.mkdir()
+    Image.new("RGB", (40, 40), "gray").save(path)
+    images = folders.FolderImages([path], torch.tensor([0]), 32, 3)
+    assert images[0][0].shape == (3, 32, 32)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(imaging.ImageError, match="whiskers.jpg") as info:
+        images[0]
+    assert "not a readable image" in str(info.value)  # never a silent black image
+
+
+def test_a_transparent_png_trains_as_it_is_predicted_on_white(tmp_path):
+    from resnet_core import folders
+
+    path = tmp_path / "logo.png"
+    clear = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
+    clear.paste((200, 0, 0, 255), (16, 16, 32, 32))
+    clear.save(path)
+    trained = folders.load_image(path, 32, 3)
+    predicted = imaging.prepare(imaging.decode(path.read_bytes()), "natural", 32, 3).tensor
+    assert torch.equal(trained, predicted)
+    assert trained[:, 0, 0].tolist() == [255, 255, 255]  # not black: the alpha was not just dropped
+
+
+def test_affine_augmentation_matches_exact_rotations_and_is_identity_at_zero(monkeypatch):
+    """The digit/item presets' warp (engine.affine) against torch.rot90 as the oracle."""
+    from resnet_core import engine
+
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(engine.affine(x, 0, 0.0, 0.0, g), x)
+    real = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(*a) if a[:1] == (4,) else real(*a, **k))
+    assert torch.equal(engine.affine(x, 0, 90.0, 0.0, g), torch.rot90(x, 1, (2, 3)))  # the largest angle: +90
+    shifted = engine.affine(x, 2, 0.0, 0.0, g)  # the largest shift: 2 px left and up, black fill
+    assert torch.equal(shifted[..., :-2, :-2], x[..., 2:, 2:]) and shifted[..., -2:, :].sum() == 0
+    monkeypatch.setattr(torch, "rand", real)
+    a = engine.augment(x, "affine", 2, torch.Generator().manual_seed(5), 10.0, 0.1)
+    b = engine.augment(x, "affine", 2, torch.Generator().manual_seed(5), 10.0, 0.1)
+    assert torch.equal(a, b) and not torch.equal(a, x)  # seeded, so a resumed run sees the same batches

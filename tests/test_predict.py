@@ -4,12 +4,19 @@ Decoding and preparation are tested on their own in test_imaging.py; here they m
 """
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from resnet_core import data, predict
+
+# The default presets' checkpoints and a fixed set of photo-like test images, built by
+# `python scripts/build_photo_fixtures.py` (the preset trainings as a user runs them, then
+# scripts/make_photos.py on held-out test images): the tests do not train for minutes.
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +102,34 @@ def test_grad_cam_looks_at_the_ink_not_the_background(lab, predictor):
     assert np.mean(inside) > 1.3 * np.mean(outside), (np.mean(inside), np.mean(outside))
     rgb = predict.overlay(test.images[0], cam)
     assert rgb.shape == (28, 28, 3) and rgb.dtype == np.uint8
+
+
+def preset_predictor(dataset: str) -> predict.Predictor:
+    return predict.Predictor.from_checkpoint(FIXTURES / "checkpoints" / f"{dataset}.pt")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "folder", "goal"),
+    [("mnist-sample", "digits", 0.97), ("fashion-sample", "clothes", 0.80)],
+)
+def test_the_default_presets_read_photo_like_images(lab, dataset, folder, goal):
+    """Issue 8's goals on the fixed set (lit unevenly, shadowed, tilted, noisy, blurred, JPEG'd)."""
+    p = preset_predictor(dataset)
+    files = sorted((FIXTURES / "photos" / folder).glob("*.jpg"))
+    assert len(files) >= 100
+    hits = 0
+    for f in files:
+        out = p.answer(f.read_bytes(), f.name, k=1)
+        hits += bool(out["top"]) and out["top"][0]["index"] == int(f.stem.split("-")[1])
+    assert hits / len(files) >= goal, f"{hits}/{len(files)}"
+
+
+@pytest.mark.parametrize("dataset", ["mnist-sample", "fashion-sample"])
+def test_test_images_uploaded_as_png_score_as_their_tensors(lab, dataset):
+    """The upload path costs a clean dataset image nothing: within 1 point over the whole test split."""
+    p = preset_predictor(dataset)
+    test = data.load_dataset(dataset, "test")
+    uploads = torch.stack([p.prepare(png(image), "test.png") for image in test.images[:, 0].numpy()])
+    as_png = (p.probabilities(uploads).argmax(1) == test.targets).float().mean()
+    as_tensor = (p.probabilities(test.images).argmax(1) == test.targets).float().mean()
+    assert abs(float(as_png - as_tensor)) <= 0.01, (float(as_png), float(as_tensor))

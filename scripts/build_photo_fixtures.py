@@ -1,0 +1,73 @@
+"""Build what the photo tests ship: the default presets' checkpoints and a small fixed set of photos.
+
+    python scripts/build_photo_fixtures.py [--skip-training] [--n 120]
+
+1. Trains each default preset exactly as a user would (``python -m resnet_core train --dataset
+   mnist-sample``, then ``fashion-sample``: about 1 and 2 minutes on 2 CPU cores), and keeps the
+   best checkpoint without its optimizer state (about 1.1 MB) as
+   tests/fixtures/checkpoints/{mnist-sample,fashion-sample}.pt, so CI does not train for minutes.
+2. Renders tests/fixtures/photos/digits/ and photos/clothes/: photos of the first ``--n`` test
+   images of each bundled sample (never a training image), by scripts/make_photos.py with seed 0,
+   frames 300-600 px to keep the repository small (the benchmark renders new ones up to 900 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+KEEP = ("config", "dataset", "arch", "classes", "mean", "std", "image_size", "in_channels", "versions")
+KEEP += ("model", "epoch", "metrics")
+
+
+def train(dataset: str, home: Path) -> None:
+    run_dir = home / "runs" / dataset
+    env = {**os.environ, "RESNET_LAB_HOME": str(home)}
+    command = [sys.executable, "-m", "resnet_core", "train", "--dataset", dataset, "--run-dir", str(run_dir)]
+    subprocess.run(command, check=True, env=env, cwd=ROOT)
+    ckpt = torch.load(run_dir / "best.pt", weights_only=True)
+    out = FIXTURES / "checkpoints" / f"{dataset}.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: ckpt[k] for k in KEEP if k in ckpt}, out)
+    print(f"{out.relative_to(ROOT)}: best test accuracy {ckpt['metrics']['best_acc']:.2%}")
+
+
+def render(n: int) -> None:
+    from make_photos import make
+
+    for kind, folder in (("digit", "digits"), ("item", "clothes")):
+        out = FIXTURES / "photos" / folder
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for i, jpeg, label in make(kind, n, seed=0, longest=600):
+            (out / f"{i:04d}-{label}.jpg").write_bytes(jpeg)
+        size = sum(p.stat().st_size for p in out.iterdir())
+        print(f"{out.relative_to(ROOT)}: {n} photos, {size / 2**20:.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-training", action="store_true", help="only render the photos")
+    parser.add_argument("--n", type=int, default=120, help="photos per kind")
+    args = parser.parse_args()
+    if not args.skip_training:
+        with tempfile.TemporaryDirectory() as home:
+            for dataset in ("mnist-sample", "fashion-sample"):
+                train(dataset, Path(home))
+    render(args.n)
+
+
+if __name__ == "__main__":
+    main()
