@@ -83,13 +83,9 @@ def test_data_page_hides_server_folders_unless_the_root_is_set(lab, tmp_path, mo
 
 
 def test_data_page_a_folder_that_has_gone_and_markdown_in_class_names(lab, tmp_path):
-    from tests.test_folders import png
+    from tests.test_folders import png_folder
 
-    src = tmp_path / "src"
-    for c in ("**bold**", "[link](http://x)"):
-        (src / c).mkdir(parents=True)
-        for i in range(5):
-            (src / c / f"{i}.png").write_bytes(png(i))
+    src = png_folder(tmp_path / "src", ("**bold**", "[link](http://x)"))
     data.add_folder("marks", src)
     at = app("data")
     at.selectbox(key="data_name").set_value("marks").run()
