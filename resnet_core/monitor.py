@@ -145,17 +145,18 @@ class Monitor:
         self._lock = threading.Lock()
         self._summaries: dict[str, RunSummary] = {}
         self._views: dict[str, tuple[float, dict[str, Any]]] = {}  # path -> (when, view)
-        self._rows: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self._rows: tuple[float, str, list[dict[str, Any]]] = (0.0, "", [])  # (when, runs folder, rows)
         self._dispatched = 0.0
 
     def runs(self, include: str | Path | None = None) -> list[dict[str, Any]]:
         """``runs.list_runs()``, at most ``max_age`` old; read again if ``include`` is missing from it."""
+        base = str(runs.runs_dir())  # keyed by folder: RESNET_LAB_HOME can change (tests do)
         with self._lock:
-            when, rows = self._rows
-            stale = time.monotonic() - when > self.max_age
+            when, where, rows = self._rows
+            stale = time.monotonic() - when > self.max_age or where != base
             if stale or (include is not None and str(include) not in {r["path"] for r in rows}):
                 rows = runs.list_runs()
-                self._rows = (time.monotonic(), rows)
+                self._rows = (time.monotonic(), base, rows)
             return rows
 
     def progress(self, run_dir: str | Path) -> dict[str, Any]:
@@ -214,4 +215,4 @@ class Monitor:
         with self._lock:
             self._summaries.pop(str(run_dir), None)
             self._views.pop(str(run_dir), None)
-            self._rows = (0.0, [])
+            self._rows = (0.0, "", [])

@@ -208,6 +208,10 @@ def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
             raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
         if status["state"] in ACTIVE:
             raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
+        if status["state"] not in RESUMABLE:  # finished: a second click from another browser lands here
+            raise RuntimeError(
+                f"{run_dir.name} has finished all its epochs; start a new run, or fine-tune it on Transfer."
+            )
         (run_dir / "STOP").unlink(missing_ok=True)
         update_status(run_dir, state="queued", resume=True, pid=None, pid_start=None, error=None)
         dispatch()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,8 @@ TINY_ARGS = [
     "--max-test-images",
     "300",
 ]
+
+
+def shown(markdown: str) -> str:
+    """What the reader sees of a message whose user text was escaped (``ui.common.plain``)."""
+    return re.sub(r"\\(.)", r"\1", markdown)

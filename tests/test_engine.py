@@ -1,6 +1,5 @@
 """The engine: learning beats chance, best.pt is what it says, resume and stop are exact."""
 
-
 import pytest
 import torch
 

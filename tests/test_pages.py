@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core import data, runs
 from resnet_core.config import TrainConfig
-from tests.conftest import digit_png, tiny_config
+from tests.conftest import digit_png, shown, tiny_config
 from ui.i18n import catalogue
 
 PAGES = ["home", "theory", "data", "train", "transfer", "predict"]
@@ -85,7 +85,7 @@ def test_predict_page_says_one_sentence_for_a_bad_upload(lab, trained_run):
     at = app("predict")
     at.file_uploader[0].set_value(("notes.png", b"not an image at all", "image/png")).run()
     assert not at.exception
-    assert "not a readable image" in at.error[0].value
+    assert "not a readable image" in shown(at.error[0].value)
 
 
 def test_predict_page_survives_every_hostile_upload_and_duplicate_names(lab, trained_run, tmp_path):
@@ -114,7 +114,7 @@ def test_predict_page_survives_every_hostile_upload_and_duplicate_names(lab, tra
     assert len(errors) == len(unreadable)
     for (name, _, words), text in zip(unreadable, errors):
         assert name in text and words in text and "\n" not in text, text
-    assert len(at.warning) == 1 and at.warning[0].value.startswith("No digit found")  # the 1x1 image: no label
+    assert len(at.warning) == 1 and shown(at.warning[0].value).startswith("No digit found")  # the 1x1 image: no label
     classes = torch.load(trained_run / "best.pt", weights_only=True)["classes"]
     answers = [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")]
     assert len(answers) == len(fine) + len(same)
@@ -164,10 +164,10 @@ def test_data_page_offline_download_is_one_sentence(lab, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     at = app("data")
     at.selectbox(key="data_name").set_value("cifar10").run()
-    assert "cifar10" in at.info[0].value
+    assert "cifar10" in shown(at.info[0].value)
     at.button[0].click().run()
     assert not at.exception
-    assert "unreachable" in at.error[0].value and "mnist-sample" in at.error[0].value
+    assert "unreachable" in shown(at.error[0].value) and "mnist-sample" in shown(at.error[0].value)
 
 
 def measured(at: AppTest, charts: int = 6, timeout: float = 300) -> AppTest:

@@ -2,7 +2,6 @@
 
 import io
 import os
-import re
 import zipfile
 
 import pytest
@@ -11,7 +10,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import classroom, data, models, runs
-from tests.conftest import tiny_config
+from tests.conftest import shown, tiny_config
 from tests.test_folders import make_zip
 from tests.test_pages import app, finished_run
 from ui.i18n import catalogue
@@ -25,11 +24,6 @@ class Pwn:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
-
-
-def shown(markdown: str) -> str:
-    """What the reader sees of a message whose user text was escaped (``ui.common.plain``)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def pth(obj) -> bytes:
@@ -60,14 +54,14 @@ def test_data_page_zip_uploads(lab, tmp_path, entries, message):
     archive = make_zip(tmp_path / "x.zip", entries)
     at = add_folder_via_page(app("data"), "pets", archive.read_bytes())
     if message:
-        assert message in at.error[0].value and data.list_datasets("folder") == []
+        assert message in shown(at.error[0].value) and data.list_datasets("folder") == []
     else:
         assert not at.error and data.list_datasets("folder") == ["pets"]
 
 
 def test_data_page_refuses_a_file_that_is_not_a_zip(lab):
     at = add_folder_via_page(app("data"), "pets", b"PK\x03\x04 but not really")
-    assert "zip" in at.error[0].value
+    assert "zip" in shown(at.error[0].value)
 
 
 def test_data_page_hides_server_folders_unless_the_root_is_set(lab, tmp_path, monkeypatch):
@@ -79,7 +73,7 @@ def test_data_page_hides_server_folders_unless_the_root_is_set(lab, tmp_path, mo
     at.text_input[1].set_value("../../etc")
     at.run()
     next(b for b in at.button if b.label == catalogue("en")["data.add.button"]).click().run()
-    assert "Only folders under" in at.error[0].value
+    assert "Only folders under" in shown(at.error[0].value)
 
 
 def test_data_page_a_folder_that_has_gone_and_markdown_in_class_names(lab, tmp_path):
@@ -90,8 +84,8 @@ def test_data_page_a_folder_that_has_gone_and_markdown_in_class_names(lab, tmp_p
     at = app("data")
     at.selectbox(key="data_name").set_value("marks").run()
     assert not at.exception
-    shown = [c.value for c in at.caption]
-    assert "\\*\\*bold\\*\\*" in shown and "**bold**" not in shown  # escaped: rendered as typed
+    captions = [c.value for c in at.caption]
+    assert "\\*\\*bold\\*\\*" in captions and "**bold**" not in captions  # escaped: rendered as typed
     for p in sorted(src.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     st.cache_data.clear()  # as after a server restart: the page's caches are per process
@@ -102,7 +96,7 @@ def test_data_page_a_folder_that_has_gone_and_markdown_in_class_names(lab, tmp_p
     st.cache_data.clear()
     at = app("data")
     at.selectbox(key="data_name").set_value("marks").run()
-    assert not at.exception and "gone" in at.error[0].value
+    assert not at.exception and "gone" in shown(at.error[0].value)
 
 
 def upload_weights(at, raw: bytes, arch: str = "resnet20"):
@@ -117,13 +111,13 @@ def test_transfer_page_never_runs_a_pickle(lab, tmp_path):
     marker = tmp_path / "pwned"
     at = upload_weights(app("transfer"), pth({"fc.weight": Pwn(marker)}))
     assert not marker.exists()
-    assert "not a readable PyTorch weights file" in at.error[0].value
+    assert "not a readable PyTorch weights file" in shown(at.error[0].value)
 
 
 def test_transfer_page_truncated_weights(lab):
     raw = pth(models.get_model("resnet20").state_dict())
     at = upload_weights(app("transfer"), raw[: len(raw) // 2])
-    assert "not a readable PyTorch weights file" in at.error[0].value
+    assert "not a readable PyTorch weights file" in shown(at.error[0].value)
 
 
 def test_transfer_page_names_what_differs_for_another_architecture(lab):
@@ -190,7 +184,7 @@ def test_train_page_refuses_a_run_too_big_for_the_class(lab, monkeypatch):
     next(w for w in at.number_input if w.label == en["train.epochs"]).set_value(50)
     next(b for b in at.button if b.label == en["train.start"]).click().run()
     assert not at.exception
-    assert "over this class's limit" in at.error[0].value and runs.list_runs() == []
+    assert "over this class's limit" in shown(at.error[0].value) and runs.list_runs() == []
 
 
 def test_unzip_bytes_are_not_trusted_for_the_zip_limit(lab, monkeypatch):
@@ -199,4 +193,4 @@ def test_unzip_bytes_are_not_trusted_for_the_zip_limit(lab, monkeypatch):
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("cat/big.bin", os.urandom(2 * 1024**2))
     at = add_folder_via_page(app("data"), "big", buf.getvalue())
-    assert "limited to 1 MB" in at.error[0].value
+    assert "limited to 1 MB" in shown(at.error[0].value)

@@ -34,7 +34,7 @@ for _ in range(count):
             try:
                 runs.resume(row["path"])
             except RuntimeError:
-                pass  # "still running": someone else resumed it first
+                pass  # "still running" or "finished": someone else resumed it first
     else:
         runs.dispatch()
 """
@@ -70,6 +70,8 @@ def test_a_rush_of_launches_and_resumes_gives_each_run_exactly_one_trainer(lab, 
         batches = [(e["epoch"], e["step"]) for e in runs.read_metrics(run_dir, ("batch",))]
         assert batches == [(0, 1), (0, 2), (0, 3)]  # no line written twice by two trainers
 
+    for row in runs.list_runs():  # as if each had been stopped: two processes now race to resume it
+        runs.update_status(Path(row["path"]), state="stopped")
     rush("resume", processes=2, count=1)
     assert wait_for(ended, timeout=240), runs.list_runs()
     assert [starts(Path(r["path"])) for r in runs.list_runs()] == [2] * 4
@@ -87,7 +89,7 @@ def test_a_stop_during_start_up_ends_as_stopped(lab):
 
 def test_sigkill_at_random_moments_never_leaves_an_unreadable_checkpoint(lab):
     # Tiny epochs, so checkpoints are written several times a second and kills land mid-write.
-    config = tiny_config(epochs=60, max_train_batches=2, max_test_images=32, batch_size=8)
+    config = tiny_config(epochs=5000, max_train_batches=2, max_test_images=32, batch_size=8)
     run_dir = runs.launch(config)
     rng = random.Random(0)
     for kill in range(4):
