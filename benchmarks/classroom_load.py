@@ -422,30 +422,47 @@ async def browser_check(server: Server) -> dict:
 
 
 # ---- the whole run
-async def one_server(sizes: list[int], quick: bool, browser: bool) -> list[dict]:
-    """Every scenario for each class size in ``sizes``, on one fresh server with its own lab."""
+class Rows(list):
+    """The rows of one server's scenarios, each printed as soon as it is measured."""
+
+    alone: float | None = None
+
+    def append(self, row: dict) -> None:
+        row.setdefault("trainer_alone_ips", self.alone)
+        print(line(row), flush=True)
+        super().append(row)
+
+    def __iadd__(self, rows):
+        for row in rows:
+            self.append(row)
+        return self
+
+
+async def one_server(sizes: list[int], quick: bool, browser: bool, scenarios: set[str]) -> list[dict]:
+    """The chosen scenarios for each class size in ``sizes``, on one fresh server with its own lab."""
     home = Path(tempfile.mkdtemp(prefix="classroom-"))
     os.environ["RESNET_LAB_HOME"] = str(home)  # this process launches the trainer into the same lab
     finished_run(home)
     server = Server(home)
-    rows, trainer, alone = [], None, None
+    rows, trainer = Rows(), None
     try:
         for i, n in enumerate(sizes):
             last = i == len(sizes) - 1
-            if i == 0:
+            if i == 0 and "theory" in scenarios:
                 rows.append(await theory(server, n, "theory, fresh server", 0 if quick else 300))
-            rows.append(await theory(server, n, "theory, warm server", 0 if quick else 60))
+            if "theory" in scenarios:
+                rows.append(await theory(server, n, "theory, warm server", 0 if quick else 60))
             if trainer is None:
                 trainer = background_run()
                 t0 = time.time()
                 await asyncio.sleep(3 if quick else 15)
                 while len([t for t, _ in batch_times(trainer) if t >= t0]) < 10 and time.time() - t0 < 60:
                     await asyncio.sleep(1)  # a machine busy elsewhere: wait for enough batches
-                alone = images_per_s(trainer, t0, time.time())
-            rows.append(await predict(server, n, trainer))
-            rows += await train(server, n, trainer, 3 if quick else 20, (1 if quick else 3) if last else 0)
-        for row in rows:
-            row["trainer_alone_ips"] = alone
+                rows.alone = images_per_s(trainer, t0, time.time())
+            if "predict" in scenarios:
+                rows.append(await predict(server, n, trainer))
+            if "train" in scenarios:
+                rows += await train(server, n, trainer, 3 if quick else 20, (1 if quick else 3) if last else 0)
         if browser:
             rows.append({"scenario": "browser check", "students": 3, **await browser_check(server)})
     finally:
@@ -472,6 +489,7 @@ def finished_run(home: Path) -> None:
     (run_dir / "status.json").write_text(json.dumps(status))
 
 
+SCENARIOS = ["theory", "predict", "train"]
 COLUMNS = [
     ("scenario", "{}"),
     ("students", "{}"),
@@ -489,17 +507,12 @@ COLUMNS = [
 ]
 
 
-def report(rows: list[dict]) -> None:
-    print(" | ".join(name for name, _ in COLUMNS) + " | notes")
-    for row in rows:
-        if row["scenario"] == "browser check":
-            print(f"browser check (3 Chromium tabs): same as the protocol clients: {row['same']}; {row['browser']}")
-            continue
-        cells = [fmt.format(row.get(name, "")) for name, fmt in COLUMNS]
-        notes = {
-            k: row[k] for k in row if k not in dict(COLUMNS) and k not in ("window_s",) and row[k] not in ([], None)
-        }
-        print(" | ".join(cells) + f" | {notes}")
+def line(row: dict) -> str:
+    if row["scenario"] == "browser check":
+        return f"browser check (3 Chromium tabs): same as the protocol clients: {row['same']}; {row['browser']}"
+    cells = [fmt.format(row.get(name, "")) for name, fmt in COLUMNS]
+    notes = {k: row[k] for k in row if k not in dict(COLUMNS) and k != "window_s" and row[k] not in ([], None)}
+    return " | ".join(cells) + f" | {notes}"
 
 
 def main(argv=None) -> int:
@@ -508,18 +521,20 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, nargs="+", help="class sizes (default 1 10 30; quick 1 3)")
     parser.add_argument("--browser", action="store_true", help="check 3 real Chromium tabs at the end")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=SCENARIOS, help="default: all")
     args = parser.parse_args(argv)
     sizes = args.students or ([1, 3] if args.quick else [1, 10, 30])
     machine = f"{os.uname().machine}, {os.cpu_count()} cores"
     print(f"classroom load on {machine}; load average at start {Path('/proc/loadavg').read_text().split()[:3]}")
+    print(" | ".join(name for name, _ in COLUMNS) + " | notes", flush=True)
     rows = []
     # A fresh server for each class size; the quick mode shares one, to stay under a minute.
     groups = [sizes] if args.quick else [[n] for n in sizes]
     for i, group in enumerate(groups):
-        rows += asyncio.run(one_server(group, args.quick, args.browser and i == len(groups) - 1))
-    report(rows)
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+        browser = args.browser and i == len(groups) - 1
+        rows += asyncio.run(one_server(group, args.quick, browser, set(args.scenarios)))
+        if args.json:  # after each class size, so a long run that is cut short keeps what it measured
+            args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
     bad = [r for r in rows if r.get("errors") or r.get("exceptions") or r.get("disconnects")]
     bad += [r for r in rows if r.get("trainers_per_run") not in (None, [1])]
     return 1 if bad else 0

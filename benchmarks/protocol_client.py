@@ -66,17 +66,26 @@ class Client:
         self._closing = False
 
     # ---- connection
-    async def connect(self) -> None:
+    async def connect(self) -> bool:
+        """Open the socket; False (and counted as a disconnect) when the server does not accept it."""
         url = "ws" + self.base_url[4:] + "/_stcore/stream"
-        self._ws = await websockets.connect(
+        try:
+            self._ws = await self._open(url)
+        except (OSError, TimeoutError, websockets.InvalidHandshake):
+            self.stats.disconnected = True
+            return False
+        self._reader = asyncio.create_task(self._read())
+        return True
+
+    def _open(self, url: str):
+        return websockets.connect(
             url,
             subprotocols=["streamlit"],
             origin=self.base_url,
             max_size=None,
-            open_timeout=30,
+            open_timeout=60,
             ping_interval=None,  # browsers never ping; the server's pings are answered as they are
         )
-        self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:
         self._closing = True
@@ -189,6 +198,8 @@ class Client:
         state.page_name = "" if self.page_hash else page_name
         state.fragment_id = fragment_id
         state.is_auto_rerun = auto
+        if self._ws is None:  # never connected
+            return
         state.widget_states.widgets.extend(self.widgets.values())
         for value in extra.get("triggers", []):
             state.widget_states.widgets.append(value)
@@ -230,7 +241,10 @@ class Client:
 
     async def click(self, label: str, timeout: float = 120) -> float:
         """Press the button labelled ``label`` (a form's submit button sends the trigger too)."""
-        button = self.find("button", lambda b: b.label == label)
+        labelled = lambda c: c.find("button", lambda b: b.label == label)  # noqa: E731
+        if labelled(self) is None:  # a page mid-rerun: a student waits for the button to be back
+            await self.wait_for(labelled, 30)
+        button = labelled(self)
         if button is None:
             raise LookupError(f"no button {label!r} on the page")
         return await self.run(triggers=[WidgetState(id=button.id, trigger_value=True)], timeout=timeout)
@@ -238,7 +252,7 @@ class Client:
     async def upload(self, name: str, data: bytes, mime: str, timeout: float = 120) -> float:
         """Drop a file on the page's file uploader; seconds until the page has answered, or -1."""
         widget = self.find("file_uploader")
-        if widget is None:
+        if widget is None or self._ws is None:
             raise LookupError("no file uploader on the page")
         start = time.perf_counter()
         request_id = str(uuid.uuid4())
