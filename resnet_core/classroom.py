@@ -31,6 +31,8 @@ FOLDERS_ROOT_ENV = "RESNET_LAB_FOLDERS_ROOT"
 # resnet152 (60 M parameters) for 5, so one student cannot hold a 2-core server for hours.
 LIMITS = {
     "queued_per_session": ("RESNET_LAB_MAX_QUEUED_PER_SESSION", 2, "runs"),
+    # A browser that clears its cookies is a new session; this cap holds whatever the sessions.
+    "queued_total": ("RESNET_LAB_MAX_QUEUED", 40, "runs"),
     "run_cost": ("RESNET_LAB_MAX_RUN_COST", 300, "M parameters × epochs"),
     "photo_mb": ("RESNET_LAB_MAX_PHOTO_MB", 25, "MB"),
     "weights_mb": ("RESNET_LAB_MAX_WEIGHTS_MB", 200, "MB"),
@@ -104,10 +106,15 @@ def run_cost(config) -> float:
     return models.count_parameters(model) / 1e6 * config.epochs
 
 
-def check_launch(config, actor: Actor | None, active_runs_of_actor: int) -> None:
-    """Refuse a run that breaks a session limit (classroom mode, students only)."""
+def check_launch(config, actor: Actor | None, active_runs_of_actor: int, active_runs: int = 0) -> None:
+    """Refuse a run that breaks a session or server limit (classroom mode, students only)."""
     if actor is None or actor.teacher or not enabled():
         return
+    if active_runs >= limit("queued_total"):
+        raise ClassroomError(
+            f"The server already has {active_runs} runs queued or training (limit {limit('queued_total')}); "
+            "wait for some to finish, or ask the teacher to stop some."
+        )
     queued = limit("queued_per_session")
     if active_runs_of_actor >= queued:
         raise ClassroomError(

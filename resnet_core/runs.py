@@ -120,8 +120,9 @@ def launch(config: TrainConfig, nproc: int = 1, actor: classroom.Actor | None = 
     config.validate()
     owner = actor.owner if actor else None
     with transitions():
-        mine = sum(1 for r in list_runs() if r["state"] in ACTIVE and owner and r.get("owner") == owner)
-        classroom.check_launch(config, actor, mine)
+        active = [r for r in list_runs() if r["state"] in ACTIVE]
+        mine = sum(1 for r in active if owner and r.get("owner") == owner)
+        classroom.check_launch(config, actor, mine, len(active))
         run_dir = create(config, owner=owner, nproc=nproc)
         dispatch()
     return run_dir

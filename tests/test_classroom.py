@@ -104,3 +104,29 @@ def test_server_folders_stay_under_their_root(tmp_path, monkeypatch):
     for hostile in ("/etc", "../../etc", "escape", "flowers/../../.."):
         with pytest.raises(ClassroomError, match="Only folders under"):
             classroom.check_server_folder(hostile)
+
+
+def test_ownership_survives_the_xsrf_cookie_being_sent_again_with_a_new_mask():
+    # Streamlit's own encoder is the oracle: every page load re-sends the cookie with a new mask.
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    from ui.common import xsrf_secret
+
+    token = bytes(range(16))
+    first, reload = generate_xsrf_token_string(token, 1), generate_xsrf_token_string(token, 1)
+    other = generate_xsrf_token_string(bytes(range(1, 17)), 1)
+    assert first != reload  # the text changes on each reload...
+    assert xsrf_secret(first) == xsrf_secret(reload) == token.hex()  # ...the owner does not
+    assert xsrf_secret(other) != xsrf_secret(first)
+    assert xsrf_secret("2|zz|00|1") == "2|zz|00|1" and xsrf_secret("") == ""  # odd text: used as it is
+
+
+def test_a_student_who_clears_cookies_still_meets_the_servers_cap(class_mode, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_MAX_QUEUED", "3")
+    monkeypatch.setattr(runs, "dispatch", lambda: [])
+    for i in range(3):  # each cleared cookie is a new owner, so the per-session limit never bites
+        runs.launch(TrainConfig(), actor=Actor(owner=classroom.owner_id(f"cookie{i}")))
+    with pytest.raises(ClassroomError, match=r"server already has 3 runs.*limit 3"):
+        runs.launch(TrainConfig(), actor=Actor(owner=classroom.owner_id("cookie3")))
+    runs.launch(TrainConfig(), actor=Actor(teacher=True))  # the teacher is not capped
+    assert len(runs.list_runs()) == 4

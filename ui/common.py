@@ -213,7 +213,24 @@ def actor() -> classroom.Actor:
     token = st.context.cookies.get("_streamlit_xsrf")
     if not isinstance(token, str) or not token:  # AppTest hands out a mock here
         token = st.session_state.setdefault("_owner_token", secrets.token_hex(16))
-    return classroom.Actor(owner=classroom.owner_id(token), teacher=bool(st.session_state.get("teacher")))
+    return classroom.Actor(owner=classroom.owner_id(xsrf_secret(token)), teacher=bool(st.session_state.get("teacher")))
+
+
+def xsrf_secret(cookie: str) -> str:
+    """The browser's token inside Streamlit's XSRF cookie ("2|mask|masked token|time").
+
+    The server sends the cookie again on every page load with a fresh 4-byte mask, so its text
+    changes with each reload while the token under the mask stays: ownership hangs on the token.
+    Streamlit keeps its decoder private, hence these few lines.
+    """
+    parts = cookie.strip("\"'").split("|")
+    try:
+        mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+    except (IndexError, ValueError):
+        return cookie  # another format: the text itself is all there is
+    if parts[0] != "2" or len(mask) != 4:
+        return cookie
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(masked)).hex()
 
 
 def teacher_sign_in() -> None:
