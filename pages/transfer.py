@@ -55,7 +55,7 @@ if blocked:
     st.warning(blocked)
 if source == "upload":
     state = load_state_dict_file(pretrained)
-    source_classes = next((v.shape[0] for k, v in state.items() if k.endswith("fc.weight")), 1000)
+    source_classes = transfer.head_classes(state)
 view = transfer.preview(arch, source_classes, len(spec.classes), spec.channels, size)
 left, right = st.columns(2)
 left.markdown(t("transfer.before"))
@@ -73,8 +73,10 @@ if source == "upload":
             missing=len(report["missing"]),
         )
     )
-    if report["skipped"] or not report["loaded"]:  # another architecture: name what differs
-        head = transfer.find_head(model)[0] + "."
+    head = transfer.find_head(model)[0] + "."
+    # The old head is always dropped (it is replaced); any other tensor left out means another
+    # architecture: name what differs.
+    if any(not k.startswith(head) for k in report["skipped"]) or not report["loaded"]:
         body = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
         detail = describe_mismatch(body, {k: v for k, v in state.items() if not k.startswith(head)})
         (st.error if not report["loaded"] else st.warning)(t("transfer.mismatch", arch=arch, detail=plain(detail)))

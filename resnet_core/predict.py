@@ -18,7 +18,7 @@ from torch import nn
 
 from resnet_core import data as data_mod
 from resnet_core import engine, imaging, models
-from resnet_core.checkpoints import load_checkpoint
+from resnet_core.checkpoints import load_checkpoint, load_weights
 from resnet_core.imaging import ImageError, Prepared
 
 __all__ = ["ImageError", "Predictor", "Prepared", "evaluate_checkpoint", "gallery", "grad_cam", "overlay"]
@@ -32,8 +32,7 @@ def build_from_checkpoint(ckpt: dict) -> nn.Module:
     model = models.get_model(
         ckpt["arch"], num_classes=len(ckpt["classes"]), in_channels=ckpt["in_channels"], image_size=ckpt["image_size"]
     )
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
+    return load_weights(model, ckpt["model"], f"The checkpoint of {ckpt['arch']}").eval()
 
 
 def cam_layer(model: nn.Module) -> nn.Module:

@@ -108,9 +108,11 @@ def prepare_model(config, num_classes: int, in_channels: int, image_size: int) -
 
 def preview(arch: str, source_classes: int, num_classes: int, in_channels: int, image_size: int) -> dict:
     """Head before (``source_classes`` outputs) and after replacement, and trainable parameters
-    for each choice. Built without weights: the page shows shapes, not values."""
-    model = models.get_model(arch, num_classes=source_classes, in_channels=in_channels, image_size=image_size)
-    before, after = replace_head(model, num_classes)
+    for each choice. Built on the meta device: shapes only, so an uploaded file that claims a
+    head of millions of classes costs milliseconds and no memory."""
+    with torch.device("meta"):
+        model = models.get_model(arch, num_classes=source_classes, in_channels=in_channels, image_size=image_size)
+        before, after = replace_head(model, num_classes)
     counts = {}
     for mode in ("head", "last-stage", "all"):
         try:
@@ -118,6 +120,14 @@ def preview(arch: str, source_classes: int, num_classes: int, in_channels: int, 
         except ValueError:  # a model without stages (the tutorial net) has no "last stage"
             continue
     return {"before": before, "after": after, "trainable": counts}
+
+
+def head_classes(state: dict[str, torch.Tensor], default: int = 1000) -> int:
+    """How many classes a state_dict's ``fc`` head outputs; ``default`` when it has no 2-D one."""
+    for key, value in state.items():
+        if key.endswith("fc.weight") and value.ndim == 2 and value.shape[0] > 0:
+            return int(value.shape[0])
+    return default
 
 
 def imagenet_cached(arch: str) -> bool:

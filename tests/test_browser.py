@@ -136,19 +136,25 @@ def test_every_page_loads_without_an_exception_box(server, page, lang):
         assert seconds < 30, (name, seconds)
 
 
-def test_uploading_a_digit_on_predict_shows_a_label_and_probabilities(server, page, trained_run, tmp_path):
+def serve_trained_run(server, trained_run, name: str) -> dict:
+    """The session's trained checkpoint, placed in the server's lab as the finished run ``name``."""
     import shutil
 
     import torch
 
-    from tests.conftest import digit_png
-
     ckpt = torch.load(trained_run / "best.pt", weights_only=True)
-    run_dir = Path(server["home"]) / "runs" / "20000101-000000-mnist-sample-resnet20"
+    run_dir = Path(server["home"]) / "runs" / name
     run_dir.mkdir(parents=True)
     shutil.copy(trained_run / "best.pt", run_dir / "best.pt")
     (run_dir / "config.json").write_text(json.dumps({**ckpt["config"], "run_dir": str(run_dir)}))
     (run_dir / "status.json").write_text(json.dumps({"state": "finished", "best_acc": ckpt["metrics"]["best_acc"]}))
+    return ckpt
+
+
+def test_uploading_a_digit_on_predict_shows_a_label_and_probabilities(server, page, trained_run, tmp_path):
+    from tests.conftest import digit_png
+
+    ckpt = serve_trained_run(server, trained_run, "20000101-000000-mnist-sample-resnet20")
     image, label = digit_png(tmp_path, 1)
 
     open_page(page, server, "predict")
@@ -199,3 +205,37 @@ def test_training_from_the_page_survives_a_reload_and_lands_in_the_runs_table(se
     # later the run is still this browser's own: ownership rides on the XSRF cookie's token.
     assert cells[row + 1] == "true", cells
     assert cells[row + 4] == "finished" and float(cells[row + 6]) == pytest.approx(status["best_acc"], abs=5e-4), cells
+
+
+def test_a_photo_on_predict_shows_each_step_then_the_label_and_an_empty_page_a_sentence(
+    server, page, trained_run, tmp_path
+):
+    import numpy as np
+    from PIL import Image
+
+    from resnet_core import data
+
+    ckpt = serve_trained_run(server, trained_run, "20000101-000001-mnist-sample-resnet20")
+    test = data.load_dataset("mnist-sample", "test")
+
+    # A phone photo: dark ink on cream paper, light falling 25 % across the page, sensor noise, JPEG.
+    rng = np.random.default_rng(0)
+    h, w = 480, 640
+    ink = np.asarray(Image.fromarray(test.images[1, 0].numpy()).resize((300, 300), Image.Resampling.BICUBIC)) / 255
+    paper = np.ones((h, w, 3)) * np.array([242, 234, 208]) / 255
+    paper[80:380, 200:500] *= 1 - ink[..., None] * 0.9
+    yy, xx = np.mgrid[0:h, 0:w]
+    photo = paper * (1 - 0.25 * (xx / w + yy / h) / 2)[..., None] * 255 + rng.normal(0, 4, (h, w, 3))
+    shot, blank = tmp_path / "shot.jpg", tmp_path / "blank.jpg"
+    Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)).save(shot, quality=80)
+    Image.fromarray(np.clip(225 + rng.normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)).save(blank)
+
+    open_page(page, server, "predict")  # every listed run holds this same checkpoint
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files([str(shot), str(blank)])
+    label = ckpt["classes"][int(test.targets[1])]
+    page.locator("[data-testid=stMarkdownContainer] strong").filter(has_text=label).first.wait_for(timeout=60_000)
+    for caption in ("your photo", "light evened out", "found (grey: dropped)", "cropped", "as the network sees it"):
+        assert page.get_by_text(caption, exact=True).count() == 2, caption  # both uploads show every step
+    page.get_by_text(re.compile("^No digit found")).wait_for(timeout=30_000)  # the empty page: no made-up label
+    page.locator("[data-testid=stPlotlyChart]").first.wait_for(timeout=30_000)
+    assert page.locator("[data-testid=stException]").count() == 0

@@ -194,3 +194,17 @@ def test_unzip_bytes_are_not_trusted_for_the_zip_limit(lab, monkeypatch):
         zf.writestr("cat/big.bin", os.urandom(2 * 1024**2))
     at = add_folder_via_page(app("data"), "big", buf.getvalue())
     assert "limited to 1 MB" in shown(at.error[0].value)
+
+
+@pytest.mark.parametrize(
+    ("head", "before"),
+    [
+        (torch.tensor(3.0), "fc: Linear(64, 1000)"),  # a 0-dim "weight": no class count to read
+        (torch.zeros(3_000_000, 1), "fc: Linear(64, 3000000)"),  # 12 MB that claims 3 M classes
+    ],
+)
+def test_transfer_page_survives_an_odd_head_in_uploaded_weights(lab, head, before):
+    state = {**models.get_model("resnet20", in_channels=1, image_size=28).state_dict(), "fc.weight": head}
+    at = upload_weights(app("transfer"), pth(state))  # asserts no exception
+    assert [c.value for c in at.code][0] == before  # shapes drawn on the meta device: no 768 MB head built
+    assert not [w for w in at.warning if "do not fit" in w.value]  # the old head is replaced anyway
