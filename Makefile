@@ -18,7 +18,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 
 .PHONY: app test lint
 app: $(VENV)/.app
-	$(BIN)/streamlit run streamlit_app.py
+	$(BIN)/python scripts/serve.py    # streamlit run streamlit_app.py, with torch imported before the first visitor
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

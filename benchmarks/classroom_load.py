@@ -90,7 +90,7 @@ class Server:
         self.log = open(home / "server.log", "wb")  # noqa: SIM115 (closed in stop())
         args = ["--server.port", str(self.port), "--server.address", "127.0.0.1", "--server.headless", "true"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", *args],
+            [sys.executable, "scripts/serve.py", *args],  # as `make app` starts it: libraries imported first
             cwd=ROOT,
             env={**os.environ, "RESNET_LAB_HOME": str(home)},
             stdout=self.log,

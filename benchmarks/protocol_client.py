@@ -155,21 +155,19 @@ class Client:
     def _drop_stale(self, fragment: bool) -> None:
         """What the frontend's clearStaleNodes does: drop what this run did not write again.
 
-        A fragment run only owns its container: the common prefix of the paths it wrote (it
-        writes its container block first, then what is inside).
+        A fragment run only owns its containers: the roots of the paths it wrote (each fragment
+        writes its container block first, then what is inside). One run may carry several
+        fragments whose timers fell due together, hence roots, not one common prefix (which
+        would be the whole page, and would drop the form beside two fragments).
         """
-        scope: tuple[int, ...] = ()
+        roots: list[tuple[int, ...]] = [()]
         if fragment:
-            paths = self._paths_this_run
-            if not paths:
+            written = set(self._paths_this_run)
+            if not written:
                 return
-            scope = paths[0]
-            for path in paths[1:]:
-                n = 0
-                while n < min(len(scope), len(path)) and scope[n] == path[n]:
-                    n += 1
-                scope = scope[:n]
-        for path in [p for p in self._written if p[: len(scope)] == scope and self._written[p] != self._run[0]]:
+            roots = [p for p in written if not any(p[:k] in written for k in range(1, len(p)))]
+        stale = [p for p in self._written if self._written[p] != self._run[0]]
+        for path in [p for p in stale if any(p[: len(r)] == r for r in roots)]:
             del self._written[path]
             self.elements.pop(path, None)
 
@@ -241,10 +239,7 @@ class Client:
 
     async def click(self, label: str, timeout: float = 120) -> float:
         """Press the button labelled ``label`` (a form's submit button sends the trigger too)."""
-        labelled = lambda c: c.find("button", lambda b: b.label == label)  # noqa: E731
-        if labelled(self) is None:  # a page mid-rerun: a student waits for the button to be back
-            await self.wait_for(labelled, 30)
-        button = labelled(self)
+        button = self.find("button", lambda b: b.label == label)
         if button is None:
             raise LookupError(f"no button {label!r} on the page")
         return await self.run(triggers=[WidgetState(id=button.id, trigger_value=True)], timeout=timeout)
