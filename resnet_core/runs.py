@@ -41,6 +41,7 @@ from resnet_core.data import lab_home
 
 ACTIVE = ("queued", "starting", "resuming", "running")  # not yet ended
 STARTED = ("starting", "resuming", "running")  # holding a training slot
+ORPHAN_AFTER_S = 60  # a "starting" run with no pid this long after its last write was never spawned
 RESUMABLE = ("stopped", "failed", "interrupted")  # with a last.pt, these can continue
 _HELD = threading.local()  # how deep this thread is inside transitions()
 # What torchrun sets in each rank; a run that rank 0 dispatches as it ends must not inherit it,
@@ -316,6 +317,12 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     if active and not _alive(status["pid"], status.get("pid_start")):
         status["state"] = "interrupted"
         status["error"] = "The training process was killed before it could say so; resume it, or see train.log."
+    # ``spawn`` writes "starting" and, milliseconds later, the child's pid: a server killed in
+    # between leaves a run that no process will ever claim, holding a slot for good.
+    orphan = status.get("state") in ("starting", "resuming") and not status.get("pid") and on_this_host
+    if orphan and time.time() - status.get("updated", time.time()) > ORPHAN_AFTER_S:
+        status["state"] = "interrupted"
+        status["error"] = "The server stopped before this run's trainer started; resume it."
     return status
 
 

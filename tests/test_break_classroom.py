@@ -93,6 +93,21 @@ def test_a_trainer_that_cannot_start_fails_its_run_and_frees_the_slot(lab, monke
     runs.delete(run_dir)
 
 
+def test_a_server_killed_between_starting_and_spawning_leaves_a_resumable_run(lab, monkeypatch):
+    # spawn writes "starting", then Popen, then the pid: a server killed between the first two
+    # leaves a run with no process and no pid, which held its slot for good.
+    monkeypatch.setattr(runs, "dispatch", lambda: [])
+    run_dir = runs.launch(tiny_config())
+    runs.update_status(run_dir, state="starting", pid=None)  # what the killed server left
+    assert runs.read_status(run_dir)["state"] == "starting"  # fresh: the spawn may still be under way
+    status = json.loads((run_dir / "status.json").read_text())
+    status["updated"] -= runs.ORPHAN_AFTER_S + 1
+    (run_dir / "status.json").write_text(json.dumps(status))
+    status = runs.read_status(run_dir)
+    assert status["state"] == "interrupted" and "resume" in status["error"]
+    assert not any(r["state"] in runs.ACTIVE for r in runs.list_runs())  # the slot is free again
+
+
 LINK = "[Sign in again](https://evil.example)"
 
 
