@@ -304,6 +304,8 @@ def add(root: Path, name: str, source: Path, seed: int = 0) -> dict:
         else:
             raise FolderError(f"{source.name} is neither a directory nor a zip of class folders.")
         index = scan(data_dir, seed, skipped)
+        if not source.is_dir():  # our own copy: what the scan skipped is never read, so not kept
+            _keep_only(data_dir, {data_dir / f for f in index["files"]})
         index["source"] = str(source.resolve()) if source.is_dir() else f"zip: {source.name}"
         index["base"] = str(data_dir) if source.is_dir() else "files"
         index["size"] = _typical_size(data_dir, index["files"])
@@ -317,6 +319,17 @@ def add(root: Path, name: str, source: Path, seed: int = 0) -> dict:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return index
+
+
+def _keep_only(data_dir: Path, files: set[Path]) -> None:
+    """Delete every file of an extracted zip that is not one of the dataset's images.
+
+    Junk beside the classes (videos, documents, __MACOSX, unreadable images) would otherwise
+    sit on the server's disk for as long as the dataset, counted in its size but never used.
+    """
+    for path in data_dir.rglob("*"):
+        if path not in files and (path.is_file() or path.is_symlink()):
+            path.unlink()
 
 
 def _base(root: Path, name: str, index: dict) -> Path:

@@ -171,6 +171,10 @@ def test_junk_beside_real_classes_is_counted_not_fatal(lab, tmp_path):
     info = data.add_folder("pets", make_zip(tmp_path / "x.zip", junk))
     assert info.classes == ["cat", "dog"]
     assert info.skipped["hidden or __MACOSX"] == 3
+    base = folders.folders_dir(data.data_root()) / "pets"
+    index = folders.read_index(data.data_root(), "pets")
+    kept = {str(p.relative_to(base / "files")) for p in base.rglob("*") if p.is_file() and p.parent != base}
+    assert kept == set(index["files"])  # junk is counted, then not kept on the server's disk
 
 
 def test_two_students_adding_the_same_name_at_once(lab, tmp_path):
