@@ -1,8 +1,9 @@
-"""A classroom on one server: N simulated students against a fresh `streamlit run streamlit_app.py`.
+"""A classroom on one server: N simulated students against a fresh server, started as `make app` does.
 
-    .venv/bin/python benchmarks/classroom_load.py             # N = 1, 10, 30: about 10 minutes on 2 cores
+    .venv/bin/python benchmarks/classroom_load.py             # N = 1, 10, 30: about 15 minutes on 2 cores
     .venv/bin/python benchmarks/classroom_load.py --quick     # N = 1, 3, short windows: under a minute
     .venv/bin/python benchmarks/classroom_load.py --browser   # and 3 headless Chromium tabs at the end
+    .venv/bin/python benchmarks/classroom_load.py --students 10 --scenarios predict   # one part
 
 Each student is a protocol-level client (benchmarks/protocol_client.py): it speaks Streamlit's
 websocket protocol as the browser does, without rendering, so the machine's cores belong to the
