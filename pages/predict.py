@@ -74,6 +74,7 @@ except (CheckpointError, OSError) as err:
     st.error(str(err))
     st.stop()
 
+
 @st.fragment
 def uploads() -> None:
     """A fragment: an upload or a photo reruns only this tab, not the gallery's 40 images and
