@@ -30,7 +30,7 @@ def enlarge(image: np.ndarray, side: int = 140) -> np.ndarray:
     return image.repeat(k, 0).repeat(k, 1)
 
 
-def show(key: str, name: str, raw: bytes) -> None:
+def show(predictor: predict.Predictor, key: str, name: str, raw: bytes) -> None:
     """One upload: its preparation step by step, then the answer or the sentence saying why not."""
     try:
         out = predictor.answer(raw, name)
@@ -78,15 +78,22 @@ except (CheckpointError, OSError) as err:
 @st.fragment
 def uploads() -> None:
     """A fragment: an upload or a photo reruns only this tab, not the gallery's 40 images and
-    two charts (measured: most of an upload's server CPU in a class of 30)."""
+    two charts (measured: most of an upload's server CPU in a class of 30). The predictor is
+    fetched again (cached by path and modification time), so a best.pt rewritten by a run still
+    training is used at once, as a full rerun would."""
+    try:
+        predictor = load_predictor(path)
+    except (CheckpointError, OSError) as err:  # deleted from another browser meanwhile
+        st.error(str(err))
+        return
     st.caption(t("predict.hint", style=t(f"predict.style.{predictor.style}")))
     files = st.file_uploader(t("predict.upload"), type=IMAGE_TYPES, accept_multiple_files=True)
     for f in files or []:
-        show(f.file_id, f.name, f.getvalue())
+        show(predictor, f.file_id, f.name, f.getvalue())
     if st.toggle(t("predict.camera")):
         shot = st.camera_input(t("predict.camera"))
         if shot is not None:
-            show("camera", "camera.jpg", shot.getvalue())
+            show(predictor, "camera", "camera.jpg", shot.getvalue())
 
 
 tab_upload, tab_gallery = st.tabs([t("predict.tab.upload"), t("predict.tab.gallery")])

@@ -65,7 +65,7 @@ def limit(name: str) -> int:
     env, default, _ = LIMITS[name]
     try:
         return max(1, int(float(os.environ.get(env, default))))
-    except ValueError:
+    except (ValueError, OverflowError):
         return default  # a typo in the server's environment must not take the class down
 
 
@@ -110,6 +110,20 @@ def check_launch(config, actor: Actor | None, active_runs_of_actor: int, active_
     """Refuse a run that breaks a session or server limit (classroom mode, students only)."""
     if actor is None or actor.teacher or not enabled():
         return
+    check_queue(actor, active_runs_of_actor, active_runs)
+    cost, most = run_cost(config), limit("run_cost")
+    if cost > most:
+        per_epoch = cost / config.epochs
+        raise ClassroomError(
+            f"{config.model} for {config.epochs} epochs is {cost:,.0f} M parameters × epochs, over this "
+            f"class's limit of {most:,}; use at most {max(1, int(most // per_epoch))} epochs or a smaller model."
+        )
+
+
+def check_queue(actor: Actor | None, active_runs_of_actor: int, active_runs: int) -> None:
+    """Refuse one more queued run past the session's or the server's cap (a launch or a resume)."""
+    if actor is None or actor.teacher or not enabled():
+        return
     if active_runs >= limit("queued_total"):
         raise ClassroomError(
             f"The server already has {active_runs} runs queued or training (limit {limit('queued_total')}); "
@@ -120,13 +134,6 @@ def check_launch(config, actor: Actor | None, active_runs_of_actor: int, active_
         raise ClassroomError(
             f"You already have {active_runs_of_actor} run(s) queued or training (limit {queued}); "
             "stop one or wait for it to finish."
-        )
-    cost, most = run_cost(config), limit("run_cost")
-    if cost > most:
-        per_epoch = cost / config.epochs
-        raise ClassroomError(
-            f"{config.model} for {config.epochs} epochs is {cost:,.0f} M parameters × epochs, over this "
-            f"class's limit of {most:,}; use at most {max(1, int(most // per_epoch))} epochs or a smaller model."
         )
 
 

@@ -41,7 +41,7 @@ from resnet_core.data import lab_home
 
 ACTIVE = ("queued", "starting", "resuming", "running")  # not yet ended
 STARTED = ("starting", "resuming", "running")  # holding a training slot
-ORPHAN_AFTER_S = 60  # a "starting" run with no pid this long after its last write was never spawned
+ORPHAN_AFTER_S = 300  # a "starting" run with no pid this long after its last write was never spawned
 RESUMABLE = ("stopped", "failed", "interrupted")  # with a last.pt, these can continue
 _HELD = threading.local()  # how deep this thread is inside transitions()
 # What torchrun sets in each rank; a run that rank 0 dispatches as it ends must not inherit it,
@@ -210,6 +210,9 @@ def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
             raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
         if status["state"] in ACTIVE:
             raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
+        active = [r for r in list_runs() if r["state"] in ACTIVE]  # a resume queues a run as a launch does
+        mine = sum(1 for r in active if actor and actor.owner and r.get("owner") == actor.owner)
+        classroom.check_queue(actor, mine, len(active))
         if status["state"] not in RESUMABLE:  # finished: a second click from another browser lands here
             raise RuntimeError(
                 f"{run_dir.name} has finished all its epochs; start a new run, or fine-tune it on Transfer."
@@ -318,11 +321,13 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         status["state"] = "interrupted"
         status["error"] = "The training process was killed before it could say so; resume it, or see train.log."
     # ``spawn`` writes "starting" and, milliseconds later, the child's pid: a server killed in
-    # between leaves a run that no process will ever claim, holding a slot for good.
+    # between leaves a run with no pid. If the child was started it records its own pid when it
+    # claims the run (``_claim``, seconds later, after importing torch); if it never was, the run
+    # would hold a slot for good. ORPHAN_AFTER_S is far longer than any start-up.
     orphan = status.get("state") in ("starting", "resuming") and not status.get("pid") and on_this_host
     if orphan and time.time() - status.get("updated", time.time()) > ORPHAN_AFTER_S:
         status["state"] = "interrupted"
-        status["error"] = "The server stopped before this run's trainer started; resume it."
+        status["error"] = "The server stopped before this run's trainer started; resume it, or start it again."
     return status
 
 
@@ -465,6 +470,9 @@ def _claim(run_dir: Path) -> bool:
             return False
         if status.get("state") in ("starting", "resuming") and pid not in (None, os.getpid(), os.getppid()):
             return not alive
+        if not pid:  # the server died before recording us: record ourselves, or we would read as an orphan
+            status.update(pid=os.getpid(), pid_start=_start_time(os.getpid()), updated=time.time())
+            write_status(run_dir, status)
         return True
 
 

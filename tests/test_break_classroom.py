@@ -1,6 +1,7 @@
 """Breaking the classroom change (issue 7) the way the world would; each test failed before its fix."""
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -106,6 +107,17 @@ def test_a_server_killed_between_starting_and_spawning_leaves_a_resumable_run(la
     status = runs.read_status(run_dir)
     assert status["state"] == "interrupted" and "resume" in status["error"]
     assert not any(r["state"] in runs.ACTIVE for r in runs.list_runs())  # the slot is free again
+
+
+def test_a_trainer_whose_spawner_died_records_its_own_pid_when_it_claims_the_run(lab, monkeypatch):
+    # The server died after Popen but before writing the pid: the child lives on, and must not
+    # read as an orphan (its slot handed out, a second trainer spawned by a resume).
+    monkeypatch.setattr(runs, "dispatch", lambda: [])
+    run_dir = runs.launch(tiny_config())
+    runs.update_status(run_dir, state="starting", pid=None)
+    assert runs._claim(run_dir)  # this test process plays the orphaned trainer
+    status = runs.read_status(run_dir)
+    assert status["pid"] == os.getpid() and status["pid_start"] and status["state"] == "starting"
 
 
 LINK = "[Sign in again](https://evil.example)"

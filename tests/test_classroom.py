@@ -130,3 +130,21 @@ def test_a_student_who_clears_cookies_still_meets_the_servers_cap(class_mode, mo
         runs.launch(TrainConfig(), actor=Actor(owner=classroom.owner_id("cookie3")))
     runs.launch(TrainConfig(), actor=Actor(teacher=True))  # the teacher is not capped
     assert len(runs.list_runs()) == 4
+
+
+def test_resume_counts_against_the_queue_caps_as_a_launch_does(class_mode, monkeypatch):
+    # Start two, stop them, start two more, then resume the first two: four queued at once.
+    monkeypatch.setenv("RESNET_LAB_MAX_QUEUED_PER_SESSION", "2")
+    monkeypatch.setattr(runs, "dispatch", lambda: [])
+    first = [runs.launch(TrainConfig(), actor=ALICE) for _ in range(2)]
+    for run_dir in first:
+        runs.update_status(run_dir, state="stopped")
+        (run_dir / "last.pt").write_bytes(b"")
+    [runs.launch(TrainConfig(), actor=ALICE) for _ in range(2)]
+    with pytest.raises(ClassroomError, match=r"already have 2 run\(s\)"):
+        runs.resume(first[0], actor=ALICE)
+    runs.resume(first[0], actor=Actor(owner=ALICE.owner, teacher=True))  # the teacher is not capped
+    monkeypatch.setenv("RESNET_LAB_MAX_QUEUED_PER_SESSION", "10")
+    monkeypatch.setenv("RESNET_LAB_MAX_QUEUED", "3")  # three are queued now: the server is full
+    with pytest.raises(ClassroomError, match=r"server already has 3 runs"):
+        runs.resume(first[1], actor=ALICE)

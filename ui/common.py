@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import html
 import os
 import re
@@ -93,6 +94,10 @@ def serve_once() -> bool:
     torch.set_num_threads(1)
     if SERVER_NICE:
         _yield_to_training()
+    # Everything imported so far (torch, plotly, pandas: millions of objects) lives as long as
+    # the server; frozen, the collections Streamlit runs after each script run skip it.
+    gc.collect()
+    gc.freeze()
     return True
 
 
