@@ -75,17 +75,8 @@ except (CheckpointError, OSError) as err:
     st.stop()
 
 
-@st.fragment
-def uploads() -> None:
-    """A fragment: an upload or a photo reruns only this tab, not the gallery's 40 images and
-    two charts (measured: most of an upload's server CPU in a class of 30). The predictor is
-    fetched again (cached by path and modification time), so a best.pt rewritten by a run still
-    training is used at once, as a full rerun would."""
-    try:
-        predictor = load_predictor(path)
-    except (CheckpointError, OSError) as err:  # deleted from another browser meanwhile
-        st.error(str(err))
-        return
+tab_upload, tab_gallery = st.tabs([t("predict.tab.upload"), t("predict.tab.gallery")])
+with tab_upload:
     st.caption(t("predict.hint", style=t(f"predict.style.{predictor.style}")))
     files = st.file_uploader(t("predict.upload"), type=IMAGE_TYPES, accept_multiple_files=True)
     for f in files or []:
@@ -94,11 +85,6 @@ def uploads() -> None:
         shot = st.camera_input(t("predict.camera"))
         if shot is not None:
             show(predictor, "camera", "camera.jpg", shot.getvalue())
-
-
-tab_upload, tab_gallery = st.tabs([t("predict.tab.upload"), t("predict.tab.gallery")])
-with tab_upload:
-    uploads()
 
 with tab_gallery:
     n = st.slider(t("predict.gallery_n"), 8, 200, 40, step=8)
