@@ -95,7 +95,8 @@ def serve_once() -> bool:
     if SERVER_NICE:
         _yield_to_training()
     # Everything imported so far (torch, plotly, pandas: millions of objects) lives as long as
-    # the server; frozen, the collections Streamlit runs after each script run skip it.
+    # the server; frozen, Python's own full collections skip it (Streamlit's after every run are
+    # off: .streamlit/config.toml), so they stay cheap and come often enough to free page cycles.
     gc.collect()
     gc.freeze()
     return True
