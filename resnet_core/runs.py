@@ -121,9 +121,7 @@ def launch(config: TrainConfig, nproc: int = 1, actor: classroom.Actor | None = 
     config.validate()
     owner = actor.owner if actor else None
     with transitions():
-        active = [r for r in list_runs() if r["state"] in ACTIVE]
-        mine = sum(1 for r in active if owner and r.get("owner") == owner)
-        classroom.check_launch(config, actor, mine, len(active))
+        classroom.check_launch(config, actor, *_active_runs(owner))
         run_dir = create(config, owner=owner, nproc=nproc)
         dispatch()
     return run_dir
@@ -200,6 +198,12 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
     return proc.pid
 
 
+def _active_runs(owner: str | None) -> tuple[int, int]:
+    """(this owner's, everyone's) runs queued or training; call under ``transitions()``."""
+    active = [r for r in list_runs() if r["state"] in ACTIVE]
+    return sum(1 for r in active if owner and r.get("owner") == owner), len(active)
+
+
 def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
     """Queue a stopped, failed or interrupted run to continue from its ``last.pt``."""
     run_dir = Path(run_dir)
@@ -210,9 +214,7 @@ def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
             raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
         if status["state"] in ACTIVE:
             raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
-        active = [r for r in list_runs() if r["state"] in ACTIVE]  # a resume queues a run as a launch does
-        mine = sum(1 for r in active if actor and actor.owner and r.get("owner") == actor.owner)
-        classroom.check_queue(actor, mine, len(active))
+        classroom.check_queue(actor, *_active_runs(actor.owner if actor else None))  # queued as a launch is
         if status["state"] not in RESUMABLE:  # finished: a second click from another browser lands here
             raise RuntimeError(
                 f"{run_dir.name} has finished all its epochs; start a new run, or fine-tune it on Transfer."
