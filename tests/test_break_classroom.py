@@ -17,6 +17,10 @@ from tests.test_folders import make_zip, png
 from tests.test_pages import app
 from tests.test_pages_hostile import add_folder_via_page, pth, upload_weights
 
+# fake_popen patches the subprocess module itself; a test that needs a real process of its own
+# (the stranger holding a recycled pid) takes this one, not a one-second fake.
+REAL_POPEN = subprocess.Popen
+
 TORCHRUN_ENV = {
     "RANK": "0",
     "LOCAL_RANK": "0",
@@ -32,7 +36,7 @@ TORCHRUN_ENV = {
 @pytest.fixture
 def fake_popen(monkeypatch):
     """Popen that records what a trainer would be started with, and starts a short sleep instead."""
-    real, calls = subprocess.Popen, []
+    real, calls = REAL_POPEN, []
 
     def popen(cmd, **kwargs):
         calls.append({"cmd": cmd, **kwargs})
@@ -64,7 +68,7 @@ def test_stop_never_signals_a_process_that_reused_a_dead_trainers_pid(lab, fake_
     first = runs._raw_status(run_dir)["pid"]
     subprocess.run(["kill", "-9", str(first)], check=False)
     time.sleep(0.1)
-    stranger = subprocess.Popen(["sleep", "30"])  # same user, later: the recycled pid
+    stranger = REAL_POPEN(["sleep", "30"])  # same user, later: the recycled pid
     try:
         status = runs._raw_status(run_dir)
         runs.write_status(run_dir, {**status, "state": "running", "pid": stranger.pid})
