@@ -77,9 +77,10 @@ def progress_printer():
         if kind == "start":
             print(
                 f"training on {event['device']} ({event['world_size']} process(es)): "
-                f"{event['train_images']} train / {event['test_images']} test images",
+                f"{event['train_images']} train / {event['test_images']} test images at {event['image_size']} px",
                 flush=True,
             )
+            print(event["transfer"], flush=True)  # what loaded, what starts fresh, what trains
         elif kind == "batch":
             if state["bar"] is None:
                 state["bar"] = tqdm(

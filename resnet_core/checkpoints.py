@@ -87,18 +87,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a plain ``.pth`` state_dict (as the tutorials save them) or our checkpoint's weights."""
+def load_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A plain ``.pth`` state_dict (as the tutorials save them) or our checkpoint's weights, and
+    what the checkpoint says about its input (``mean``, ``std``, ``image_size``; empty for a plain file)."""
     path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"{path.name} is not a readable PyTorch weights file ({err}).") from err
+    meta = {}
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        meta = {k: obj[k] for k in ("mean", "std", "image_size", "arch", "dataset") if k in obj}
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path.name} is not a state_dict (a dict of parameter names to tensors).")
-    return obj
+    return obj, meta
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of :func:`load_weights_file` alone."""
+    return load_weights_file(path)[0]
 
 
 def describe_mismatch(own: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], most: int = 3) -> str:

@@ -54,6 +54,8 @@ class TrainConfig:
     image_size: int | None = None  # input side in px; None = the dataset's own size
     pretrained: str | None = None  # None, "imagenet", or a path to a .pt/.pth to start from
     trainable: str = "all"  # "head": only the new head learns; "last-stage": layer4 + head
+    backbone_lr_scale: float = 1.0  # pretrained layers learn at lr x this; the head and fresh layers at lr
+    labels_per_class: int | None = None  # keep only this many training images per class (seeded)
     max_train_batches: int | None = None  # cap per epoch, for quick demos and tests
     max_test_images: int | None = None  # cap on the test split, for quick demos and tests
     run_dir: str | None = None  # where the run lives; filled by `runs` when it launches
@@ -78,6 +80,10 @@ class TrainConfig:
             raise ConfigError("weight_decay, pad and workers cannot be negative.")
         if not (0 <= self.rotate <= 180 and 0 <= self.zoom < 1):
             raise ConfigError(f"rotate must be 0-180 degrees and zoom in [0, 1), not {self.rotate} and {self.zoom}.")
+        if not 0 < self.backbone_lr_scale <= 10:
+            raise ConfigError(f"backbone_lr_scale must be in (0, 10], not {self.backbone_lr_scale!r}.")
+        if self.labels_per_class is not None and self.labels_per_class < 1:
+            raise ConfigError(f"labels_per_class must be at least 1, not {self.labels_per_class!r}.")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
             raise ConfigError(f"image_size must be between 8 and 1024 px, not {self.image_size}.")
         return self

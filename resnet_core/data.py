@@ -97,6 +97,22 @@ class LabData:
             return torch.utils.data.TensorDataset(self.images, self.targets)
         return folders.FolderImages(self.files, self.targets, self.size, self.channels)
 
+    def take(self, idx: torch.Tensor) -> LabData:
+        """The rows ``idx``, in that order."""
+        files = [self.files[i] for i in idx.tolist()] if self.files is not None else None
+        images = self.images[idx] if self.images is not None else None
+        return LabData(self.name, self.split, self.classes, self.channels, self.size, self.targets[idx], images, files)
+
+    def per_class(self, k: int | None, seed: int = 0) -> LabData:
+        """``k`` images of each class (all of a class with fewer), picked with ``seed``: the few
+        labelled images a transfer-learning comparison starts from."""
+        if k is None:
+            return self
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(self), generator=g)
+        picked = [order[self.targets[order] == c][:k] for c in range(len(self.classes))]
+        return self.take(torch.cat(picked).sort().values)
+
     def subset(self, n: int | None) -> LabData:
         """The first ``n`` images (the split files are already shuffled, so classes mix)."""
         if n is None or n >= len(self):

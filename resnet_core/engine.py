@@ -151,24 +151,27 @@ def augment(
 # Model, optimizer, schedule
 
 
-def build_model(config: TrainConfig, info: data_mod.LabData) -> nn.Module:
-    """The registry's model for this dataset, optionally starting from ImageNet or a file."""
-    return transfer.prepare_model(
-        config, num_classes=len(info.classes), in_channels=info.channels, image_size=input_size(config, info)
-    )
+def build_model(config: TrainConfig, info: data_mod.LabData, stats) -> tuple[nn.Module, transfer.InputPlan, dict]:
+    """The registry's model for this dataset, optionally starting from ImageNet or a file: the
+    model, the input it is fed (:class:`transfer.InputPlan`) and the backbone's load report."""
+    source = transfer.source_weights(config)
+    plan = transfer.plan_input(config, info.channels, info.size, stats, source)
+    model, report = transfer.prepare_model(config, len(info.classes), plan, source)
+    return model, plan, report
 
 
-def input_size(config: TrainConfig, info: data_mod.LabData) -> int:
-    return config.image_size or info.size
-
-
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, model: nn.Module, pretrained: set[str] = frozenset()) -> torch.optim.Optimizer:
     """Weight decay on conv and linear weights only: decaying batch-norm scales and biases
-    only slows training (Goyal et al. 2017, "no bias decay")."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    only slows training (Goyal et al. 2017, "no bias decay"). Parameters loaded from a backbone
+    (``pretrained``) learn at ``lr * backbone_lr_scale``, the head and fresh layers at ``lr``."""
+    groups = []
+    for scale, members in ((1.0, False), (config.backbone_lr_scale, True)):
+        params = [p for n, p in model.named_parameters() if p.requires_grad and (n in pretrained) == members]
+        for decay in (True, False):
+            chosen = [p for p in params if (p.ndim > 1) == decay]
+            if chosen:
+                wd = config.weight_decay if decay else 0.0
+                groups.append({"params": chosen, "weight_decay": wd, "lr": config.lr * scale})
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
@@ -178,12 +181,12 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
 def build_scheduler(config: TrainConfig, optimizer, total_steps: int):
     """Stepped once per batch, so a mid-epoch resume lands on the same learning rate."""
     sched = torch.optim.lr_scheduler
-    if config.schedule == "onecycle":
+    if config.schedule == "onecycle" and total_steps >= 3:  # fewer steps leave a phase empty (a division by 0)
         return sched.OneCycleLR(
             optimizer,
-            max_lr=config.lr,
+            max_lr=[g["lr"] for g in optimizer.param_groups],
             total_steps=total_steps + 1,
-            pct_start=0.25,
+            pct_start=min(0.5, max(0.25, 2 / (total_steps + 1))),
             anneal_strategy="linear",
             div_factor=10,
             final_div_factor=100,
@@ -212,10 +215,12 @@ def train_one_epoch(
     callback: Callback | None = None,
     should_stop: Callable[[], bool] | None = None,
     partial: dict | None = None,
+    side: int | None = None,
 ) -> dict[str, Any]:
     """Train over this epoch's batches from ``start_step``; return sums, and whether it stopped."""
     mean, std = stats
-    model.train()
+    transfer.train_mode(model)
+    side = side or data.size
     index_lists = batch_indices(len(data), config.batch_size, config.seed, epoch, drop_last=True)
     if config.max_train_batches:
         index_lists = index_lists[: config.max_train_batches]
@@ -228,7 +233,8 @@ def train_one_epoch(
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step)
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        x = normalize(augment(x, config.augment, config.pad, g, config.rotate, config.zoom), mean, std)
+        x = resize(augment(x, config.augment, config.pad, g, config.rotate, config.zoom), side)
+        x = normalize(x, mean, std)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
@@ -269,8 +275,10 @@ def evaluate(
     stats: torch.Tensor,
     batch_size: int = 500,
     return_predictions: bool = False,
+    side: int | None = None,
 ) -> dict[str, Any]:
-    """Loss, accuracy, per-class accuracy and confusion matrix (rows: true, columns: predicted)."""
+    """Loss, accuracy, per-class accuracy and confusion matrix (rows: true, columns: predicted);
+    images are resized to ``side`` px on the device, batch by batch."""
     mean, std = stats
     model.eval()
     k = len(data.classes)
@@ -278,7 +286,7 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     preds = []
     for x, y in batches(data, batch_indices(len(data), batch_size, None, 0, drop_last=False), 0):
-        x = normalize(x.to(device), mean, std).contiguous(memory_format=torch.channels_last)
+        x = normalize(resize(x.to(device), side or data.size), mean, std).contiguous(memory_format=torch.channels_last)
         y = y.to(device)
         logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
@@ -327,17 +335,22 @@ def setup_distributed() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def checkpoint_meta(config: TrainConfig, train: data_mod.LabData, mean, std, side: int) -> dict[str, Any]:
-    """What a predictor needs without the dataset at hand; the same in every checkpoint of a run."""
+def checkpoint_meta(config: TrainConfig, train: data_mod.LabData, plan: transfer.InputPlan, report) -> dict[str, Any]:
+    """What a predictor needs without the dataset at hand; the same in every checkpoint of a run.
+    ``in_channels`` is the model's (a gray dataset on an RGB backbone gives 3), ``data_size``
+    the dataset's own side, prepared at and then resized to ``image_size`` as in training."""
     return {
         "config": config.to_dict(),
         "dataset": config.dataset,
         "arch": config.model,
         "classes": list(train.classes),
-        "mean": list(mean),
-        "std": list(std),
-        "image_size": side,
-        "in_channels": train.channels,
+        "mean": list(plan.mean),
+        "std": list(plan.std),
+        "image_size": plan.size,
+        "data_size": train.size,
+        "in_channels": plan.channels,
+        "transfer": {k: report[k] for k in ("source", "fresh", "trainable", "total")}
+        | {k: len(report[k]) for k in ("loaded", "skipped", "missing")},
         "versions": {"torch": str(torch.__version__)},
     }
 
@@ -377,16 +390,13 @@ def fit(
     emit = callback if (callback and rank == 0) else (lambda event: None)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    train = data_mod.load_dataset(config.dataset, "train")
+    train = data_mod.load_dataset(config.dataset, "train").per_class(config.labels_per_class, config.seed)
     test = data_mod.load_dataset(config.dataset, "test").subset(config.max_test_images)
-    mean, std = data_mod.normalization(config.dataset)
-    stats = torch.tensor([mean, std], device=device).view(2, 1, -1, 1, 1)
-    side = input_size(config, train)
-    if side != train.size:
-        train, test = resize_split(train, side), resize_split(test, side)
-
-    model = build_model(config, train).to(device).to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config, model)
+    model, plan, report = build_model(config, train, data_mod.normalization(config.dataset))
+    stats = torch.tensor([plan.mean, plan.std], device=device).view(2, 1, -1, 1, 1)
+    side = plan.size
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config, model, set(report["loaded"]))
     steps = len(batch_indices(len(train), config.batch_size, config.seed, 0, drop_last=True))
     steps = min(steps, config.max_train_batches or steps)
     scheduler = build_scheduler(config, optimizer, steps * config.epochs)
@@ -402,7 +412,7 @@ def fit(
     module = model
     if size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    meta = checkpoint_meta(config, train, mean, std, side)
+    meta = checkpoint_meta(config, train, plan, report)
 
     def save(name: str, epoch: int, next_step: int, part: dict | None = None) -> None:
         """``epoch`` is the epoch the weights are in; ``next_step`` its batches done."""
@@ -431,6 +441,8 @@ def fit(
             "start_step": start_step,
             "train_images": len(train),
             "test_images": len(test),
+            "image_size": side,
+            "transfer": transfer.summary(report),
         }
     )
     started = time.perf_counter()
@@ -450,13 +462,14 @@ def fit(
             callback=emit,
             should_stop=should_stop,
             partial=partial,
+            side=side,
         )
         start_step, partial = 0, None
         if out["stopped"] and out["next_step"] < out["steps"]:
             save("last.pt", epoch, out["next_step"], {k: out[k] for k in ("loss", "correct", "seen")})
             stopped = True
             break
-        result = evaluate(model, test, device, stats)
+        result = evaluate(model, test, device, stats, side=side)
         row = {
             "epoch": epoch + 1,
             "train_loss": out["loss"] / max(out["seen"], 1),
@@ -486,6 +499,16 @@ def fit(
     }
     emit(summary)
     return {**summary, "history": history, "model": module}
+
+
+def resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 images resized to ``side`` px (bilinear, antialiased, rounded back to uint8 as
+    :func:`resize_split` does), batch by batch on the device: a 28 px split at ImageNet's 224 px
+    would take 64 times its memory if resized whole."""
+    if x.shape[-2:] == (side, side):
+        return x
+    out = F.interpolate(x.float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def resize_split(d: data_mod.LabData, side: int) -> data_mod.LabData:

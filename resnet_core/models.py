@@ -9,12 +9,14 @@
   depth = 6n + 2; parameter-free option-A shortcuts. torchvision has no such models, hence
   this file. ``plain20`` ... ``plain110`` are the same nets without the shortcut.
 - ``mini_residual`` is the small residual net of the classic MNIST tutorial.
+- ``vgg16_bn`` (torchvision) is here for transfer learning: its head is ``classifier[6]``, not ``fc``.
 
 ``get_model(name, ...)`` builds any of them; an unknown name raises with the valid ones listed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -146,23 +148,19 @@ def adapt_stem(model: nn.Module, in_channels: int, small_input: bool) -> nn.Modu
     """Replace a torchvision ResNet's ``conv1`` for 1-channel or 28-32 px input, in place.
 
     With ``small_input`` the stem becomes a 3x3 stride-1 conv and ``maxpool`` an identity, so a
-    28 px image reaches ``layer4`` at 4x4 instead of 1x1. A 1-channel 7x7 stem keeps pretrained
-    weights by summing them over the input channels: a gray image then gives exactly the output
-    its 3-channel copy would.
+    28 px image reaches ``layer4`` at 4x4 instead of 1x1. A 1-channel model keeps the 7x7
+    stride-2 stem otherwise; pretrained 3-channel weights are folded into it when they load
+    (:func:`resnet_core.transfer.load_backbone`).
     """
     old: nn.Conv2d = model.conv1
     if small_input:
         model.conv1 = nn.Conv2d(in_channels, old.out_channels, 3, 1, 1, bias=False)
-        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
         model.maxpool = nn.Identity()
     elif in_channels != old.in_channels:
-        new = nn.Conv2d(in_channels, old.out_channels, 7, 2, 3, bias=False)
-        with torch.no_grad():
-            if in_channels == 1:
-                new.weight.copy_(old.weight.sum(dim=1, keepdim=True))
-            else:
-                nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
-        model.conv1 = new
+        model.conv1 = nn.Conv2d(in_channels, old.out_channels, 7, 2, 3, bias=False)
+    else:
+        return model
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     return model
 
 
@@ -170,30 +168,63 @@ class WeightsUnavailable(RuntimeError):
     """ImageNet weights were asked for and could not be downloaded or found in the cache."""
 
 
+@dataclass(frozen=True)
+class Weights:
+    """A pretrained state_dict and the input its network was trained on."""
+
+    state: dict[str, torch.Tensor]
+    mean: tuple[float, ...] | None  # per input channel, on pixels scaled to [0, 1]; None: unknown
+    std: tuple[float, ...] | None
+    image_size: int | None  # side in px of the images it was trained on
+    label: str
+
+
+def imagenet_preprocessing(arch: str) -> Weights:
+    """What torchvision's default ImageNet weights for ``arch`` were trained on (mean, std, crop
+    size), read from the weights' own transforms rather than hard-coded; no download, no state."""
+    if not get_spec(arch).pretrained:
+        raise ValueError(f"{arch} has no ImageNet weights; models that do: {', '.join(with_imagenet_weights())}.")
+    prep = torchvision.models.get_model_weights(arch).DEFAULT.transforms()
+    return Weights({}, tuple(prep.mean), tuple(prep.std), int(prep.crop_size[0]), f"{arch} ImageNet weights")
+
+
+def imagenet_weights(arch: str) -> Weights:
+    """torchvision's default ImageNet weights for ``arch``, from the hub cache or the network."""
+    prep = imagenet_preprocessing(arch)
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError
+        raise WeightsUnavailable(
+            f"Could not download the ImageNet weights for {arch} ({err.__class__.__name__}): "
+            f"the network seems unreachable. Put {weights.url.rsplit('/', 1)[-1]} in "
+            f"{torch.hub.get_dir()}/checkpoints by hand, or train from scratch."
+        ) from err
+    return dataclasses.replace(prep, state=state)
+
+
 def _torchvision_builder(arch: str) -> Callable[..., nn.Module]:
-    def build(
-        num_classes: int, in_channels: int, image_size: int, pretrained: bool, small_input: bool | None
-    ) -> nn.Module:
+    def build(num_classes: int, in_channels: int, image_size: int, small_input: bool | None) -> nn.Module:
         small = image_size <= 64 if small_input is None else small_input
-        weights = None
-        if pretrained:
-            weights = torchvision.models.get_model_weights(arch).DEFAULT
-            try:
-                model = torchvision.models.get_model(arch, weights=weights)
-            except (OSError, RuntimeError) as err:  # URLError is an OSError
-                raise WeightsUnavailable(
-                    f"Could not download the ImageNet weights for {arch} ({err.__class__.__name__}): "
-                    f"the network seems unreachable. Put {weights.url.rsplit('/', 1)[-1]} in "
-                    f"{torch.hub.get_dir()}/checkpoints by hand, or train from scratch."
-                ) from err
-            adapt_stem(model, in_channels, small)
-            if num_classes != model.fc.out_features:
-                model.fc = nn.Linear(model.fc.in_features, num_classes)
-            return model
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
         return adapt_stem(model, in_channels, small)
 
     return build
+
+
+def _vgg(num_classes: int, in_channels: int, image_size: int, small_input: bool | None) -> nn.Module:
+    """torchvision's VGG-16 with batch norm: the other head shape, ``classifier[6]``.
+
+    Five 2x2 max-pools take a 28 px image below 1 px, so small inputs skip the last one (a
+    parameter-free layer: the weights' names do not move); the adaptive pool then spreads the
+    1x1 or 2x2 map over the 7x7 grid the classifier expects.
+    """
+    model = torchvision.models.vgg16_bn(weights=None, num_classes=num_classes)
+    if image_size <= 64 if small_input is None else small_input:
+        model.features[-1] = nn.Identity()
+    if in_channels != 3:
+        model.features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,20 +234,20 @@ def _torchvision_builder(arch: str) -> Callable[..., nn.Module]:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # "torchvision", "cifar", "plain", "tutorial"
+    family: str  # "torchvision", "cifar", "plain", "vgg", "tutorial"
     description: str
     build: Callable[..., nn.Module]
     pretrained: bool = False  # ImageNet weights exist (torchvision)
 
 
 def _cifar(depth: int, residual: bool) -> Callable[..., nn.Module]:
-    def build(num_classes, in_channels, image_size, pretrained, small_input, batch_norm=True):
+    def build(num_classes, in_channels, image_size, small_input, batch_norm=True):
         return CifarResNet(depth, num_classes, in_channels, residual, batch_norm)
 
     return build
 
 
-def _mini(num_classes, in_channels, image_size, pretrained, small_input):
+def _mini(num_classes, in_channels, image_size, small_input):
     return MiniResidual(num_classes, in_channels, image_size)
 
 
@@ -248,6 +279,9 @@ for _depth in CIFAR_DEPTHS:
         f"plain twin of ResNet-{_depth}: the same layers, no shortcuts",
         _cifar(_depth, residual=False),
     )
+REGISTRY["vgg16_bn"] = ModelSpec(
+    "vgg16_bn", "vgg", "VGG-16 with batch norm, head classifier[6] (torchvision)", _vgg, pretrained=True
+)
 REGISTRY["mini_residual"] = ModelSpec(
     "mini_residual", "tutorial", "the small residual net of the classic MNIST tutorial", _mini
 )
@@ -270,16 +304,15 @@ def get_model(
     num_classes: int = 10,
     in_channels: int = 3,
     image_size: int = 224,
-    pretrained: bool = False,
     small_input: bool | None = None,
     **kwargs,
 ) -> nn.Module:
-    """Build a registered model. ``pretrained`` loads ImageNet weights (torchvision models only)."""
-    spec = get_spec(name)
-    if pretrained and not spec.pretrained:
-        with_weights = [n for n, s in REGISTRY.items() if s.pretrained]
-        raise ValueError(f"{name} has no ImageNet weights; models that do: {', '.join(with_weights)}.")
-    return spec.build(num_classes, in_channels, image_size, pretrained, small_input, **kwargs)
+    """Build a registered model with fresh weights; :mod:`resnet_core.transfer` loads pretrained ones."""
+    return get_spec(name).build(num_classes, in_channels, image_size, small_input, **kwargs)
+
+
+def with_imagenet_weights() -> list[str]:
+    return [name for name, spec in REGISTRY.items() if spec.pretrained]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

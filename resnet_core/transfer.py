@@ -6,13 +6,15 @@ the last stage" API (timm's ``reset_classifier`` is the model for the first), he
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torchvision
 from torch import nn
 
 from resnet_core import models
-from resnet_core.checkpoints import load_state_dict_file
+from resnet_core.checkpoints import describe_mismatch, load_weights_file
 
 HEAD_NAMES = ("fc", "classifier", "head")
 
@@ -45,32 +47,98 @@ def replace_head(model: nn.Module, num_classes: int) -> tuple[str, str]:
     return f"{name}: Linear({old.in_features}, {old.out_features})", f"{name}: Linear({new.in_features}, {num_classes})"
 
 
-def load_backbone(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
-    """Load every weight whose name and shape match, except the head's.
+class TransferError(ValueError):
+    """Pretrained weights that cannot serve as this model's backbone; the message says what to pick."""
 
-    A 3-channel first conv meeting a 1-channel model is summed over its input channels, so a
-    gray image gives what its RGB copy would. Returns the keys loaded, skipped and missing.
+
+def stem_channels(state: dict[str, torch.Tensor]) -> int | None:
+    """Input channels of the weights' first convolution (the first 4-D tensor, as registered)."""
+    return next((int(v.shape[1]) for v in state.values() if v.ndim == 4), None)
+
+
+def source_weights(config, shapes_only: bool = False) -> models.Weights | None:
+    """The weights ``config.pretrained`` names, with the input they were trained on when known.
+
+    ``shapes_only`` skips the ImageNet download: the state is torchvision's model on the meta
+    device, whose names and shapes are the weights file's (enough for a preview offline).
     """
-    head, _ = find_head(model)
-    own = model.state_dict()
-    loaded, skipped = {}, []
-    for key, value in state.items():
-        if key.startswith(head + ".") or key not in own:
-            skipped.append(key)
-        elif value.shape == own[key].shape:
-            loaded[key] = value
-        elif (
-            value.ndim == 4
-            and value.shape[1] == 3
-            and own[key].shape[1] == 1
-            and value.shape[0] == own[key].shape[0]
-            and value.shape[2:] == own[key].shape[2:]
-        ):
-            loaded[key] = value.sum(dim=1, keepdim=True)
-        else:
-            skipped.append(key)
-    model.load_state_dict(loaded, strict=False)
-    return {"loaded": sorted(loaded), "skipped": sorted(skipped), "missing": sorted(k for k in own if k not in loaded)}
+    if not config.pretrained:
+        return None
+    if config.pretrained == "imagenet":
+        if not shapes_only:
+            return models.imagenet_weights(config.model)
+        prep = models.imagenet_preprocessing(config.model)
+        with torch.device("meta"):
+            state = torchvision.models.get_model(config.model, weights=None).state_dict()
+        return models.Weights(state, prep.mean, prep.std, prep.image_size, prep.label)
+    path = Path(config.pretrained)
+    state, meta = load_weights_file(path)
+    label = f"{path.parent.name}/{path.name}"
+    return models.Weights(state, meta.get("mean"), meta.get("std"), meta.get("image_size"), label)
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """What the model is fed: a pretrained backbone gets the input its weights were trained on."""
+
+    channels: int  # the model's input channels (3 for a gray dataset on an RGB backbone)
+    size: int  # side in px; every batch is resized to it on the device
+    mean: list[float]
+    std: list[float]
+
+
+def _fit_channels(values, channels: int) -> list[float]:
+    values = [float(v) for v in values]
+    if len(values) == channels:
+        return values
+    if len(values) == 1:
+        return values * channels
+    return [sum(values) / len(values)] * channels
+
+
+def plan_input(config, data_channels: int, data_size: int, data_stats, source: models.Weights | None) -> InputPlan:
+    """Channels, size and normalisation for ``config`` on a dataset of ``data_channels``/``data_size``.
+
+    A gray dataset meeting an RGB stem keeps the stem as trained and repeats the gray channel into
+    its three (the normalisation broadcasts 1 channel to 3, see ``engine.normalize``): the exact
+    input a gray photo in RGB gives it. The size defaults to the weights' (224 for ImageNet) and
+    the mean and std are the weights' where known (our checkpoints and torchvision's record them).
+    """
+    channels = data_channels
+    if source is not None and data_channels == 1 and stem_channels(source.state) == 3:
+        channels = 3
+    size = config.image_size or (source.image_size if source is not None and source.image_size else data_size)
+    mean, std = data_stats
+    if source is not None and source.mean is not None and source.std is not None:
+        mean, std = source.mean, source.std
+    return InputPlan(channels, int(size), _fit_channels(mean, channels), _fit_channels(std, channels))
+
+
+def match(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], head: str) -> dict[str, list[str]]:
+    """Which of ``state``'s tensors load into ``own`` (same name and shape), which are skipped (the
+    head, other names or shapes), which of ``own`` are missing, and the modules that start fresh."""
+    body = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    loaded = sorted(k for k, v in body.items() if k in own and v.shape == own[k].shape)
+    skipped = sorted(set(state) - set(loaded))
+    missing = sorted(set(own) - set(loaded))
+    fresh = sorted({k.rsplit(".", 1)[0] for k in missing if not k.startswith(head + ".")})
+    return {"loaded": loaded, "skipped": skipped, "missing": missing, "fresh": fresh}
+
+
+def load_backbone(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Load every weight whose name and shape match, except the head's; return :func:`match`'s report."""
+    report = match(model.state_dict(), state, find_head(model)[0])
+    model.load_state_dict({k: state[k] for k in report["loaded"]}, strict=False)
+    return report
+
+
+def _refuse_empty(report: dict, label: str, arch: str, own: dict, state: dict) -> None:
+    if not report["loaded"]:
+        detail = describe_mismatch(own, state)
+        raise TransferError(
+            f"No tensor of {label} fits {arch} ({detail}), so it would train from scratch; "
+            "choose the architecture the weights were trained as."
+        )
 
 
 def last_stage(model: nn.Module) -> str:
@@ -81,53 +149,83 @@ def last_stage(model: nn.Module) -> str:
     return max(stages, key=lambda n: int(n[5:]))
 
 
-def set_trainable(model: nn.Module, mode: str) -> tuple[int, int]:
-    """``all``, ``last-stage`` (deepest stage + head) or ``head``; return (trainable, total)."""
-    if mode == "all":
-        keep = None
-    elif mode == "head":
-        keep = [find_head(model)[0]]
-    else:
-        keep = [last_stage(model), find_head(model)[0]]
+def set_trainable(model: nn.Module, mode: str, fresh: list[str] = ()) -> tuple[int, int]:
+    """``all``, ``last-stage`` (deepest stage + head) or ``head``; return (trainable, total).
+
+    Modules in ``fresh`` (no pretrained weight reached them, e.g. a stem rebuilt for 28 px)
+    always train: frozen at their random initialisation they would feed noise to the rest.
+    """
+    keep = None
+    if mode == "head":
+        keep = [find_head(model)[0], *fresh]
+    elif mode == "last-stage":
+        keep = [last_stage(model), find_head(model)[0], *fresh]
     for name, p in model.named_parameters():
         p.requires_grad = keep is None or any(name.startswith(k + ".") for k in keep)
     return models.count_parameters(model, trainable_only=True), models.count_parameters(model)
 
 
-def prepare_model(config, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """Build ``config.model`` for the data, start from ``config.pretrained``, set what trains."""
-    if config.pretrained == "imagenet":
-        model = models.get_model(config.model, num_classes, in_channels, image_size, pretrained=True)
-    else:
-        model = models.get_model(config.model, num_classes, in_channels, image_size)
-        if config.pretrained:
-            load_backbone(model, load_state_dict_file(Path(config.pretrained)))
-    set_trainable(model, config.trainable)
+def train_mode(model: nn.Module) -> nn.Module:
+    """``model.train()``, except batch-norm layers with frozen parameters: they keep the running
+    statistics the backbone was trained with (eval mode), so a frozen backbone stays the one loaded."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
     return model
 
 
-def preview(arch: str, source_classes: int, num_classes: int, in_channels: int, image_size: int) -> dict:
-    """Head before (``source_classes`` outputs) and after replacement, and trainable parameters
-    for each choice. Built on the meta device: shapes only, so an uploaded file that claims a
-    head of millions of classes costs milliseconds and no memory."""
+def prepare_model(config, num_classes: int, plan: InputPlan, source: models.Weights | None = None):
+    """Build ``config.model`` for ``plan``, load ``source``'s backbone, set what trains.
+
+    Returns the model and a report (tensors loaded, skipped, missing; modules fresh; trainable
+    parameters). Raises :class:`TransferError` when nothing of the backbone loads.
+    """
+    model = models.get_model(config.model, num_classes, plan.channels, plan.size)
+    report = {"source": None, "loaded": [], "skipped": [], "missing": [], "fresh": []}
+    if source is not None:
+        head = find_head(model)[0]
+        report = {"source": source.label, **load_backbone(model, source.state)}
+        body = {k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")}
+        _refuse_empty(report, source.label, config.model, body, source.state)
+    trainable, total = set_trainable(model, config.trainable, report["fresh"])
+    return model, {**report, "trainable": trainable, "total": total}
+
+
+def summary(report: dict) -> str:
+    """One line for the run's log: where the backbone came from and what happened to each tensor."""
+    if not report.get("source"):
+        return f"from scratch: {report['trainable']:,} of {report['total']:,} parameters train"
+    fresh = f"; fresh and trained: {', '.join(report['fresh'])}" if report["fresh"] else ""
+    return (
+        f"backbone {report['source']}: loaded {len(report['loaded'])} tensors, skipped {len(report['skipped'])}, "
+        f"missing {len(report['missing'])}{fresh}; {report['trainable']:,} of {report['total']:,} parameters train"
+    )
+
+
+def preview(config, num_classes: int, data_channels: int, data_size: int, data_stats) -> dict:
+    """Everything the Transfer page shows before a launch, on the meta device (shapes only, so an
+    uploaded file claiming a head of millions of classes costs milliseconds): the head before and
+    after, the input plan, the load report, and trainable parameters for each choice."""
+    source = source_weights(config, shapes_only=True)
+    plan = plan_input(config, data_channels, data_size, data_stats, source)
     with torch.device("meta"):
-        model = models.get_model(arch, num_classes=source_classes, in_channels=in_channels, image_size=image_size)
+        model = models.get_model(config.model, num_classes, plan.channels, plan.size)
+    head = find_head(model)[0]
+    old = source.state.get(head + ".weight") if source else None
+    before_classes = int(old.shape[0]) if old is not None and old.ndim == 2 else None
+    with torch.device("meta"):
+        replace_head(model, before_classes or num_classes)
         before, after = replace_head(model, num_classes)
+    report = match(model.state_dict(), source.state, head) if source else None
+    fresh = report["fresh"] if report else []
     counts = {}
     for mode in ("head", "last-stage", "all"):
         try:
-            counts[mode] = set_trainable(model, mode)
-        except ValueError:  # a model without stages (the tutorial net) has no "last stage"
+            counts[mode] = set_trainable(model, mode, fresh)
+        except ValueError:  # a model without stages (the tutorial net, VGG) has no "last stage"
             continue
-    return {"before": before, "after": after, "trainable": counts}
-
-
-def head_classes(state: dict[str, torch.Tensor], default: int = 1000) -> int:
-    """How many classes a state_dict's ``fc`` head outputs; ``default`` when it has no 2-D one."""
-    for key, value in state.items():
-        if key.endswith("fc.weight") and value.ndim == 2 and value.shape[0] > 0:
-            return int(value.shape[0])
-    return default
+    return {"before": before, "after": after, "plan": plan, "report": report, "trainable": counts}
 
 
 def imagenet_cached(arch: str) -> bool:

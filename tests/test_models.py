@@ -47,20 +47,6 @@ def test_torchvision_models_are_torchvision_itself(name):
         assert torch.allclose(ours(x), theirs(x), atol=1e-5)
 
 
-def test_one_channel_stem_sums_rgb_weights_so_gray_equals_its_rgb_copy():
-    torch.manual_seed(0)
-    rgb = torchvision.models.resnet18(num_classes=10).eval()
-    gray = models.adapt_stem(torchvision.models.resnet18(num_classes=10), in_channels=1, small_input=False)
-    gray.conv1.weight.data.zero_()
-    report = transfer.load_backbone(gray, rgb.state_dict())
-    gray.fc.load_state_dict(rgb.fc.state_dict())
-    gray.eval()
-    assert "conv1.weight" in report["loaded"]
-    x = torch.rand(2, 1, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(gray(x), rgb(x.expand(-1, 3, -1, -1)), atol=1e-5)
-
-
 def test_small_input_stem_keeps_spatial_detail_for_28px():
     model = models.get_model("resnet18", num_classes=10, in_channels=1, image_size=28)
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
@@ -84,8 +70,8 @@ def test_unknown_model_lists_the_valid_names():
 
 
 def test_pretrained_only_where_weights_exist():
-    with pytest.raises(ValueError, match="resnet18"):
-        models.get_model("resnet20", pretrained=True)
+    with pytest.raises(ValueError, match="resnet18.*vgg16_bn"):
+        models.imagenet_weights("resnet20")
 
 
 def test_mini_residual_is_the_tutorial_net():

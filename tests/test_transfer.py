@@ -49,8 +49,9 @@ def test_backbone_from_a_trained_run_loads_everything_but_the_head(trained_run):
 
 def test_prepare_model_starts_from_a_file_and_freezes(trained_run):
     config = TrainConfig(model="resnet20", pretrained=str(trained_run / "best.pt"), trainable="last-stage")
-    model = transfer.prepare_model(config, num_classes=5, in_channels=1, image_size=28)
-    assert model.fc.out_features == 5
+    plan = transfer.InputPlan(1, 28, [0.5], [0.25])
+    model, report = transfer.prepare_model(config, 5, plan, transfer.source_weights(config))
+    assert model.fc.out_features == 5 and report["fresh"] == [] and report["missing"] == ["fc.bias", "fc.weight"]
     assert model.layer3[0].conv1.weight.requires_grad and not model.layer1[0].conv1.weight.requires_grad
 
 
@@ -62,4 +63,4 @@ def test_imagenet_weights_offline_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(models.WeightsUnavailable, match=r"resnet18.*unreachable.*resnet18-.*\.pth.*checkpoints"):
-        models.get_model("resnet18", num_classes=10, pretrained=True)
+        models.imagenet_weights("resnet18")
