@@ -1,16 +1,25 @@
-"""Export a checkpoint's weights: a plain state_dict (``.pth``) or an ONNX graph."""
+"""Export a checkpoint's weights: a plain state_dict (``.pth``) or an ONNX graph.
+
+The ONNX file carries what a user needs to feed it, as model metadata (``metadata_props``,
+read with onnxruntime's ``get_modelmeta().custom_metadata_map``): the class names, the
+normalisation, the input size and channels, the architecture and the dataset.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
+import onnx
 import torch
 
-from resnet_core.checkpoints import load_checkpoint, save_checkpoint
+from resnet_core.checkpoints import _atomic, load_checkpoint, save_checkpoint
 from resnet_core.predict import build_from_checkpoint
 
 FORMATS = ("pth", "onnx")
+# How the input is made from 8-bit pixels, the same as engine.normalize.
+PREPROCESSING = "NCHW float32: x = (pixels / 255 - mean) / std, per channel"
 
 
 def export(checkpoint: str | Path, fmt: str = "pth", output: str | Path | None = None) -> Path:
@@ -24,17 +33,35 @@ def export(checkpoint: str | Path, fmt: str = "pth", output: str | Path | None =
         return out
     model = build_from_checkpoint(ckpt)
     example = torch.zeros(1, ckpt["in_channels"], ckpt["image_size"], ckpt["image_size"])
-    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     torch.onnx.export(
         model,
         (example,),
-        str(out),
+        buffer,
         input_names=["image"],
         output_names=["logits"],
         dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
         dynamo=False,
     )
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(graph, metadata(ckpt))
+    # Temp file, fsync, rename (as checkpoints are saved): a reader never sees half a model.
+    _atomic(out, lambda f: f.write(graph.SerializeToString()))
     return out
+
+
+def metadata(ckpt: dict) -> dict[str, str]:
+    """ONNX metadata values are strings: lists as JSON."""
+    return {
+        "classes": json.dumps(list(ckpt["classes"]), ensure_ascii=False),
+        "mean": json.dumps(list(ckpt["mean"])),
+        "std": json.dumps(list(ckpt["std"])),
+        "image_size": str(ckpt["image_size"]),
+        "in_channels": str(ckpt["in_channels"]),
+        "arch": str(ckpt["arch"]),
+        "dataset": str(ckpt["dataset"]),
+        "preprocessing": PREPROCESSING,
+    }
 
 
 def state_dict_bytes(checkpoint: str | Path) -> bytes:
