@@ -1,4 +1,4 @@
-"""Command line: ``python -m resnet_core {train,evaluate,predict,runs,datasets,models,export}``.
+"""Command line: ``python -m resnet_core {train,evaluate,predict,runs,datasets,models,export,transfer-compare}``.
 
 The dashboard calls the same functions; every flag of ``train`` comes from a
 :class:`TrainConfig` field, so the CLI cannot drift from the config.
@@ -243,6 +243,47 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _backbone(args, echo) -> Path:
+    """``--backbone``, else the newest finished run on ``--source``, else a run of its preset now."""
+    from resnet_core import data, runs
+
+    if args.backbone:
+        return Path(args.backbone)
+    for row in runs.list_runs():
+        if row["dataset"] == args.source and row["state"] == "finished" and row["has_best"]:
+            return Path(row["path"]) / "best.pt"
+    print(f"no finished {args.source} run: training its preset first", flush=True)
+    run_dir = runs.create(TrainConfig(**{**data.get_spec(args.source).preset, "dataset": args.source}))
+    runs.train_run(run_dir, echo=echo)
+    return run_dir / "best.pt"
+
+
+def cmd_transfer_compare(args) -> int:
+    from resnet_core import runs, strategies
+
+    echo = progress_printer()
+    backbone = _backbone(args, echo)
+    recipe = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
+    chosen = strategies.configs(backbone, args.target, args.k, **recipe)
+    print(f"backbone {backbone}; {args.k} labelled images per class of {args.target}", flush=True)
+    for name, config in chosen.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"--- {name}", flush=True)
+        runs.train_run(runs.create(config), echo=echo)
+    rows = strategies.table(next(iter(chosen.values())).extra["group"])
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'strategy':<11} {'K':>4} {'test acc':>9} {'best':>7} {'trainable':>10} {'of':>10} {'seconds':>8}")
+    for r in rows:
+        print(
+            f"{r['strategy']:<11} {r['k']:>4} {r['test_acc']:>9.2%} {r['best_acc']:>7.2%} "
+            f"{r['trainable']:>10,} {r['parameters']:>10,} {r['seconds']:>8.1f}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m resnet_core", description="ResNet Lab: train and use residual networks."
@@ -279,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("path", nargs="?")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("transfer-compare", help="transfer strategies side by side on K labels per class")
+    p.add_argument("--backbone", help="a run's best.pt; default: the newest finished --source run")
+    p.add_argument("--source", default="mnist-sample", help="the backbone's dataset when --backbone is not given")
+    p.add_argument("--target", default="fashion-sample")
+    p.add_argument("--k", type=int, default=50, help="labelled training images per class")
+    p.add_argument("--epochs", type=int, help="default: 15")
+    p.add_argument("--lr", type=float, help="default: 0.05 (the backbone learns at a tenth of it in 'all')")
+    p.add_argument("--only", nargs="+", choices=("head", "last-stage", "all", "scratch"), help="a subset")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_transfer_compare)
 
     p = sub.add_parser("models", help="list registered models")
     p.set_defaults(func=cmd_models)

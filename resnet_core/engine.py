@@ -443,6 +443,8 @@ def fit(
             "test_images": len(test),
             "image_size": side,
             "transfer": transfer.summary(report),
+            "trainable": report["trainable"],
+            "parameters": report["total"],
         }
     )
     started = time.perf_counter()

@@ -199,9 +199,24 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
 
 
 def _active_runs(owner: str | None) -> tuple[int, int]:
-    """(this owner's, everyone's) runs queued or training; call under ``transitions()``."""
+    """(this owner's, everyone's) runs queued or training; call under ``transitions()``. A
+    group launched together (a strategy comparison) counts once against its owner's cap."""
     active = [r for r in list_runs() if r["state"] in ACTIVE]
-    return sum(1 for r in active if owner and r.get("owner") == owner), len(active)
+    mine = [r for r in active if owner and r.get("owner") == owner]
+    return sum(1 for r in mine if not r.get("group")) + len({r["group"] for r in mine if r.get("group")}), len(active)
+
+
+def launch_group(configs: list[TrainConfig], actor: classroom.Actor | None = None) -> list[Path]:
+    """Queue several runs as one job (they share ``extra["group"]``): each is checked against the
+    class's limits, and together they count once against the session's cap."""
+    owner = actor.owner if actor else None
+    with transitions():
+        mine, total = _active_runs(owner)
+        for i, config in enumerate(configs):
+            classroom.check_launch(config.validate(), actor, mine, total + i)
+        run_dirs = [create(config, owner=owner) for config in configs]
+        dispatch()
+    return run_dirs
 
 
 def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
@@ -386,6 +401,7 @@ def list_runs() -> list[dict[str, Any]]:
                 "seconds": round(ended - started, 1) if started and ended else None,
                 "has_best": (run_dir / "best.pt").is_file(),
                 "owner": status.get("owner"),
+                "group": (config.get("extra") or {}).get("group"),
             }
         )
     return rows

@@ -83,8 +83,8 @@ class InputPlan:
 
     channels: int  # the model's input channels (3 for a gray dataset on an RGB backbone)
     size: int  # side in px; every batch is resized to it on the device
-    mean: list[float]
-    std: list[float]
+    mean: list[float] | None  # None only in a preview: the dataset's own, not computed yet
+    std: list[float] | None
 
 
 def _fit_channels(values, channels: int) -> list[float]:
@@ -108,9 +108,11 @@ def plan_input(config, data_channels: int, data_size: int, data_stats, source: m
     if source is not None and data_channels == 1 and stem_channels(source.state) == 3:
         channels = 3
     size = config.image_size or (source.image_size if source is not None and source.image_size else data_size)
-    mean, std = data_stats
+    mean, std = data_stats or (None, None)
     if source is not None and source.mean is not None and source.std is not None:
         mean, std = source.mean, source.std
+    if mean is None:  # a preview that did not compute the dataset's statistics
+        return InputPlan(channels, int(size), None, None)
     return InputPlan(channels, int(size), _fit_channels(mean, channels), _fit_channels(std, channels))
 
 
@@ -203,7 +205,7 @@ def summary(report: dict) -> str:
     )
 
 
-def preview(config, num_classes: int, data_channels: int, data_size: int, data_stats) -> dict:
+def preview(config, num_classes: int, data_channels: int, data_size: int, data_stats=None) -> dict:
     """Everything the Transfer page shows before a launch, on the meta device (shapes only, so an
     uploaded file claiming a head of millions of classes costs milliseconds): the head before and
     after, the input plan, the load report, and trainable parameters for each choice."""
@@ -213,12 +215,18 @@ def preview(config, num_classes: int, data_channels: int, data_size: int, data_s
         model = models.get_model(config.model, num_classes, plan.channels, plan.size)
     head = find_head(model)[0]
     old = source.state.get(head + ".weight") if source else None
-    before_classes = int(old.shape[0]) if old is not None and old.ndim == 2 else None
+    # A head with no class count to read (absent, 0-dim) is drawn as ImageNet's 1000, as before.
+    before_classes = int(old.shape[0]) if old is not None and old.ndim == 2 and old.shape[0] > 0 else 1000
     with torch.device("meta"):
-        replace_head(model, before_classes or num_classes)
+        replace_head(model, before_classes if source else num_classes)
         before, after = replace_head(model, num_classes)
     report = match(model.state_dict(), source.state, head) if source else None
     fresh = report["fresh"] if report else []
+    if report and any(not k.startswith(head + ".") for k in report["skipped"]):
+        body = {k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")}
+        report["mismatch"] = describe_mismatch(
+            body, {k: v for k, v in source.state.items() if not k.startswith(head + ".")}
+        )
     counts = {}
     for mode in ("head", "last-stage", "all"):
         try:

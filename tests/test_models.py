@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from resnet_core import models, transfer
+from resnet_core import models
 
 # He et al. 2016, Table 6: parameters of the CIFAR-10 ResNets (3-channel input, 10 classes).
 PAPER_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7}

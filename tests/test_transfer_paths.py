@@ -62,7 +62,9 @@ def test_imagenet_backbone_on_gray_28px_digits_is_fed_224px_rgb_with_imagenet_st
     stats = torch.tensor([plan.mean, plan.std]).view(2, 1, -1, 1, 1)
     ours_in = engine.normalize(big, stats[0], stats[1])
     prep = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
-    theirs_in = torchvision.transforms.functional.normalize(big.expand(-1, 3, -1, -1).float() / 255, prep.mean, prep.std)
+    theirs_in = torchvision.transforms.functional.normalize(
+        big.expand(-1, 3, -1, -1).float() / 255, prep.mean, prep.std
+    )
     assert ours_in.shape == (4, 3, 224, 224)
     with torch.no_grad():
         assert torch.allclose(model.eval()(ours_in), theirs.eval()(theirs_in), atol=1e-4)
@@ -99,7 +101,11 @@ def test_a_stem_rebuilt_for_small_input_trains_and_frozen_batch_norm_keeps_its_s
 
 @pytest.mark.parametrize(
     ("mode", "training_bn"),
-    [("head", set()), ("last-stage", {"layer4.0.bn1", "layer4.1.bn2"}), ("all", {"bn1", "layer1.0.bn1", "layer4.1.bn2"})],
+    [
+        ("head", set()),
+        ("last-stage", {"layer4.0.bn1", "layer4.1.bn2"}),
+        ("all", {"bn1", "layer1.0.bn1", "layer4.1.bn2"}),
+    ],
 )
 def test_batch_norm_of_frozen_parts_stays_in_eval_mode(mode, training_bn):
     model = models.get_model("resnet18", num_classes=10, in_channels=3, image_size=224)

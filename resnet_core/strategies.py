@@ -1,0 +1,96 @@
+"""Which transfer strategy wins when labels are few: one backbone, K labelled images per class
+of a target dataset, four runs side by side.
+
+- ``head``: the backbone frozen (batch norm included), only the new head learns;
+- ``last-stage``: the deepest stage and the head learn;
+- ``all``: everything learns, the backbone at a tenth of the head's rate, so the few labels
+  adjust its features without washing them out;
+- ``scratch``: the same network from random weights, the baseline every strategy must beat.
+
+Each strategy is an ordinary run (queued, stoppable, listed on the Train page) tagged with the
+comparison's group; :func:`table` reads the figures back from the run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from resnet_core import data, runs
+from resnet_core.checkpoints import load_checkpoint
+from resnet_core.config import TrainConfig
+
+STRATEGIES = {
+    "head": {"trainable": "head"},
+    "last-stage": {"trainable": "last-stage"},
+    "all": {"trainable": "all", "backbone_lr_scale": 0.1},
+    "scratch": {"trainable": "all", "pretrained": None},
+}
+# One recipe for all four, so only the strategy differs. K x classes images make few steps per
+# epoch: small batches and more epochs give SGD the steps; no augmentation (the sample sets'
+# items are centred and upright, see data.py's presets).
+RECIPE = dict(epochs=15, batch_size=32, optimizer="sgd", lr=0.05, schedule="onecycle", augment="none")
+
+
+def configs(backbone: str | Path, target: str, k: int = 50, seed: int = 0, **recipe) -> dict[str, TrainConfig]:
+    """One :class:`TrainConfig` per strategy: ``backbone`` (a run's best.pt) on ``k`` images per
+    class of ``target``. The model is the backbone's architecture; ``recipe`` overrides RECIPE."""
+    data.get_spec(target)  # an unknown target names the valid ones before anything is queued
+    ckpt = load_checkpoint(backbone)
+    group = f"compare-{uuid.uuid4().hex[:8]}"
+    base = {**RECIPE, **recipe, "dataset": target, "model": ckpt["arch"], "labels_per_class": k, "seed": seed}
+    out = {}
+    for name, change in STRATEGIES.items():
+        config = {**base, "pretrained": str(backbone), **change}
+        extra = {"group": group, "strategy": name, "k": k, "backbone": str(backbone), "source": ckpt["dataset"]}
+        out[name] = TrainConfig(**config, extra=extra).validate()
+    return out
+
+
+def launch(backbone: str | Path, target: str, k: int = 50, actor=None, **recipe) -> str:
+    """Queue the four strategy runs as one job; return the comparison's group id."""
+    chosen = configs(backbone, target, k, **recipe)
+    runs.launch_group(list(chosen.values()), actor=actor)
+    return next(iter(chosen.values())).extra["group"]
+
+
+def groups() -> list[str]:
+    """Comparison groups on this server, newest first."""
+    seen = []
+    for row in runs.list_runs():
+        if row.get("group") and row["group"] not in seen:
+            seen.append(row["group"])
+    return seen
+
+
+def table(group: str) -> list[dict]:
+    """One row per strategy of ``group``: state, progress, test accuracy at the last epoch and at
+    the best, trainable parameters, seconds (the epochs' own, training and test pass; queueing
+    and start-up excluded)."""
+    rows = []
+    for row in runs.list_runs():
+        if row.get("group") != group:
+            continue
+        run_dir = Path(row["path"])
+        extra = json.loads((run_dir / "config.json").read_text())["extra"]
+        events = runs.read_metrics(run_dir)
+        start = next((e for e in events if e["type"] == "start"), {})
+        epochs = [e for e in events if e["type"] == "epoch"]
+        rows.append(
+            {
+                "strategy": extra["strategy"],
+                "k": extra["k"],
+                "state": row["state"],
+                "epochs_done": len(epochs),
+                "epochs": row["epochs"],
+                "test_acc": epochs[-1]["test_acc"] if epochs else None,
+                "best_acc": max((e["test_acc"] for e in epochs), default=None),
+                "trainable": start.get("trainable"),
+                "parameters": start.get("parameters"),
+                "seconds": round(sum(e["seconds"] for e in epochs), 1),
+                "run": row["run"],
+            }
+        )
+    order = list(STRATEGIES)
+    return sorted(rows, key=lambda r: order.index(r["strategy"]) if r["strategy"] in order else len(order))
