@@ -179,3 +179,31 @@ def test_k_labels_per_class_are_a_seeded_stratified_pick():
     assert torch.equal(few.images, train.per_class(7, seed=3).images)
     assert not torch.equal(few.images, train.per_class(7, seed=4).images)
     assert json.dumps(TrainConfig(labels_per_class=7).validate().to_dict())
+
+
+def test_the_transfer_page_says_what_an_imagenet_backbone_is_fed_and_what_starts_fresh(imagenet, lab):
+    from tests.conftest import shown
+    from tests.test_pages import app
+
+    at = app("transfer")
+    at.radio[0].set_value("imagenet").run()
+    at.selectbox[-1].set_value("resnet18").run()
+    captions = " ".join(shown(c.value) for c in at.caption)
+    assert "224 px images with 3 channel(s)" in captions and "0.485" in captions
+    assert "three colour channels" in captions  # the MNIST sample is gray
+    assert codes_of(at) == ["fc: Linear(512, 1000)", "fc: Linear(512, 10)"]
+    fresh = [shown(i.value) for i in at.info if "Starting fresh" in shown(i.value)]
+    assert not fresh and not at.error
+    assert "head only: 5,130 parameters" in trainable_choices(at)
+    at.select_slider[0].set_value(64).run()  # the stem is rebuilt for small input: it must train
+    fresh = [shown(i.value) for i in at.info if "Starting fresh" in shown(i.value)]
+    assert len(fresh) == 1 and "conv1" in fresh[0]
+    assert "head only: 6,858 parameters" in trainable_choices(at)  # + the 3x3 stem's 64 x 3 x 9
+
+
+def trainable_choices(at) -> str:
+    return " | ".join(str(o) for r in at.radio for o in r.options)
+
+
+def codes_of(at) -> list[str]:
+    return [c.value for c in at.code]
