@@ -1,15 +1,17 @@
-"""Predict: photos or the camera through a trained model, each preparation step, top-5, and a gallery."""
+"""Predict: photos or the camera through a trained model (each preparation step, top-5, Grad-CAM),
+and the whole test split as a gallery for understanding its mistakes (ui/gallery.py)."""
 
 import os
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from resnet_core import predict
 from resnet_core.checkpoints import CheckpointError
-from ui.common import checkpoint_label, checkpoints, current_checkpoint, load_predictor, require_frame
+from resnet_core.data import DatasetUnavailable
+from ui import gallery
+from ui.common import checkpoint_label, checkpoints, current_checkpoint, enlarge, load_predictor, require_frame
 from ui.i18n import t
 
 require_frame("pages/predict.py")
@@ -17,23 +19,10 @@ require_frame("pages/predict.py")
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def gallery(path: str, mtime: float, n: int) -> dict:
-    """Once per checkpoint file (path and modification time) and size, for every session: a rerun
-    or an upload reuses it instead of evaluating the test images again."""
-    return predict.gallery(load_predictor(path), n)
-
-
-def enlarge(image: np.ndarray, side: int = 140) -> np.ndarray:
-    """Nearest-neighbour upscaling, so a 28 px input is seen pixel by pixel."""
-    k = max(1, side // max(image.shape[:2]))
-    return image.repeat(k, 0).repeat(k, 1)
-
-
-def show(predictor: predict.Predictor, key: str, name: str, raw: bytes) -> None:
+def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: str, alpha: float) -> None:
     """One upload: its preparation step by step, then the answer or the sentence saying why not."""
     try:
-        out = predictor.answer(raw, name)
+        out = predictor.answer(raw, name, layer=layer, alpha=alpha)
     except predict.ImageError as err:
         st.error(str(err))
         return
@@ -78,41 +67,25 @@ except (CheckpointError, OSError) as err:
 tab_upload, tab_gallery = st.tabs([t("predict.tab.upload"), t("predict.tab.gallery")])
 with tab_upload:
     st.caption(t("predict.hint", style=t(f"predict.style.{predictor.style}")))
+    layers = predictor.cam_layers()
+    if st.session_state.get("cam_layer") not in layers:  # default: the deepest stage of this model
+        st.session_state["cam_layer"] = layers[-1]
+    c1, c2 = st.columns(2)
+    layer = c1.selectbox(t("predict.cam_layer"), layers, key="cam_layer", help=t("predict.cam_layer_help"))
+    alpha = c2.slider(t("predict.cam_alpha"), 0.0, 1.0, 0.5, step=0.05, key="cam_alpha")
     files = st.file_uploader(t("predict.upload"), type=IMAGE_TYPES, accept_multiple_files=True)
     for f in files or []:
-        show(predictor, f.file_id, f.name, f.getvalue())
+        show(predictor, f.file_id, f.name, f.getvalue(), layer, alpha)
     if st.toggle(t("predict.camera")):
         shot = st.camera_input(t("predict.camera"))
         if shot is not None:
-            show(predictor, "camera", "camera.jpg", shot.getvalue())
+            show(predictor, "camera", "camera.jpg", shot.getvalue(), layer, alpha)
 
 with tab_gallery:
-    n = st.slider(t("predict.gallery_n"), 8, 200, 40, step=8)
     try:
-        g = gallery(path, os.path.getmtime(path), n)
-    except (OSError, ValueError) as err:  # the dataset of a folder checkpoint may be gone
+        with st.spinner(t("predict.evaluating")):
+            result = gallery.evaluate(path, os.path.getmtime(path))
+    except (OSError, ValueError, DatasetUnavailable) as err:  # a folder checkpoint's dataset may be gone
         st.error(str(err))
         st.stop()
-    correct = [p == y for p, y in zip(g["preds"], g["targets"])]
-    st.metric(t("predict.accuracy"), f"{g['accuracy']:.1%}", help=t("predict.accuracy_help", n=n))
-    cols = st.columns(8)
-    for i, image in enumerate(g["images"]):
-        pred, actual = g["classes"][g["preds"][i]], g["classes"][g["targets"][i]]
-        caption = pred if correct[i] else t("predict.mistake", pred=pred, actual=actual)
-        seen = image.permute(1, 2, 0).numpy()
-        cols[i % 8].image(enlarge(seen[..., 0] if seen.shape[-1] == 1 else seen, 84), caption=caption)
-    left, right = st.columns(2)
-    left.plotly_chart(
-        px.bar(x=g["classes"], y=g["per_class"], labels={"x": "", "y": t("predict.per_class")}, range_y=[0, 1]),
-        key="per_class",
-    )
-    right.plotly_chart(
-        px.imshow(
-            g["confusion"],
-            x=g["classes"],
-            y=g["classes"],
-            text_auto=True,
-            labels={"x": t("predict.predicted"), "y": t("predict.actual")},
-        ),
-        key="confusion",
-    )
+    gallery.render(result)

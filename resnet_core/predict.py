@@ -7,12 +7,14 @@ that prepares folder images for training, so the network sees an upload as it sa
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -21,10 +23,24 @@ from resnet_core import engine, imaging, models
 from resnet_core.checkpoints import load_checkpoint, load_weights
 from resnet_core.imaging import ImageError, Prepared
 
-__all__ = ["ImageError", "Predictor", "Prepared", "evaluate_checkpoint", "gallery", "grad_cam", "overlay"]
+__all__ = [
+    "ImageError",
+    "Predictor",
+    "Prepared",
+    "cam_layers",
+    "confused_pairs",
+    "evaluate_checkpoint",
+    "evaluate_gallery",
+    "gallery_images",
+    "grad_cam",
+    "mistakes",
+    "overlay",
+]
 
 # What the confidence check calls the object, per preparation style.
 WHAT = {"digit": "digit", "item": "piece of clothing"}
+# The residual stages of torchvision (layer1-4) and CIFAR ResNets (layer1-3), the tutorial net's blocks.
+STAGE = re.compile(r"(layer|rblock)\d+")
 
 
 def build_from_checkpoint(ckpt: dict) -> nn.Module:
@@ -35,37 +51,59 @@ def build_from_checkpoint(ckpt: dict) -> nn.Module:
     return load_weights(model, ckpt["model"], f"The checkpoint of {ckpt['arch']}").eval()
 
 
-def cam_layer(model: nn.Module) -> nn.Module:
-    """The deepest convolutional stage: ``layer4`` (torchvision), ``layer3`` (CIFAR), ``rblock2``."""
-    from resnet_core.transfer import last_stage
+def cam_layers(model: nn.Module) -> list[str]:
+    """The layers Grad-CAM can look at, shallow to deep; the last is the default: the residual
+    stages (``layer1``-``layer4`` torchvision, ``layer1``-``layer3`` CIFAR ResNets, ``rblock1``-2
+    the tutorial net), or for VGG the end of each conv block before its pooling."""
+    names = [name for name, _ in model.named_children() if STAGE.fullmatch(name)]  # in forward order
+    features = getattr(model, "features", None)
+    if not names and isinstance(features, nn.Sequential):
+        ends = [i - 1 for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d) and i > 0]
+        if not isinstance(features[-1], nn.MaxPool2d):
+            ends.append(len(features) - 1)
+        names = [f"features.{i}" for i in ends]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no residual stages or VGG blocks for Grad-CAM.")
+    return names
 
-    try:
-        return getattr(model, last_stage(model))
-    except ValueError:
-        return model.rblock2
 
+def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None = None) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017) of class ``target`` at ``layer`` for one normalised image (1, C, H, W).
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017) of class ``target`` for one normalised image (1, C, H, W).
-
-    The deepest stage's activations, weighted by the spatial mean of the gradient of the
-    class score, summed over channels, rectified, upsampled to the input, scaled to [0, 1].
+    The layer's activations weighted by the spatial mean of the gradient of the class score
+    (the logit), summed over channels and rectified; then, as pytorch-grad-cam's ``GradCAM``
+    does, upsampled bilinearly to the input (``align_corners=False``, which is OpenCV's
+    ``INTER_LINEAR``) and min-max scaled to [0, 1]. pytorch-grad-cam scales before and after
+    resizing (with an eps of 1e-7 in the divisor); scaling is affine and bilinear weights sum to
+    1, so it is the same map (tests/test_gradcam.py checks it against the package). A flat map is 0.
     """
-    saved = {}
-    handle = cam_layer(model).register_forward_hook(lambda m, i, out: saved.update(a=out))
+    names = cam_layers(model)
+    layer = layer or names[-1]
+    if layer not in names:
+        raise ValueError(f"Grad-CAM layer {layer!r} is not one of: {', '.join(names)}.")
+    saved, me = {}, threading.get_ident()
+
+    def keep(module, inputs, out):
+        # Another session's forward pass (a gallery evaluation) may run through the shared model
+        # meanwhile: keep only this thread's activations.
+        if threading.get_ident() == me:
+            saved["a"] = out
+
+    handle = model.get_submodule(layer).register_forward_hook(keep)
     try:
         with torch.enable_grad():
             score = model(x)[0, target]
             grads = torch.autograd.grad(score, saved["a"])[0]
     finally:
         handle.remove()
-    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * saved["a"]).sum(1, keepdim=True))
-    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    return (cam / cam.max()).detach() if cam.max() > 0 else cam.detach()
+    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * saved["a"]).sum(1, keepdim=True)).detach()
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    cam = cam - cam.min()
+    return cam / cam.max() if cam.max() > 0 else cam
 
 
 def overlay(image: torch.Tensor, cam: torch.Tensor, alpha: float = 0.5) -> np.ndarray:
-    """uint8 (H, W, 3): the image in gray with the heat map in red and yellow on top."""
+    """uint8 (H, W, 3): the image in gray with the heat map in red and yellow on top, ``alpha`` opaque."""
     gray = image.float().mean(0) / 255
     heat = torch.stack([cam.clamp(0, 1), (cam - 0.5).clamp(0, 1) * 2, torch.zeros_like(cam)], -1)
     out = (1 - alpha) * gray[..., None] + alpha * heat
@@ -113,31 +151,49 @@ class Predictor:
         """uint8 (C, H, W) as the network sees it (the steps and the confidence check: :meth:`read`)."""
         return self.read(source, name).tensor
 
-    def answer(self, source: bytes | str | Path, name: str | None = None, k: int = 5) -> dict:
+    def cam_layers(self) -> list[str]:
+        """Grad-CAM's choice of layers, shallow to deep; the last is the default."""
+        return cam_layers(self.model)
+
+    def answer(
+        self,
+        source: bytes | str | Path,
+        name: str | None = None,
+        k: int = 5,
+        layer: str | None = None,
+        alpha: float = 0.5,
+    ) -> dict:
         """One upload, everything the page shows: ``prepared`` (steps), then either ``problem`` (one
-        sentence, no label) or ``top`` (k labels) and ``cam`` (Grad-CAM over what the network saw)."""
+        sentence, no label) or ``top`` (k labels) and ``cam`` (Grad-CAM at ``layer`` over what the
+        network saw, ``alpha`` opaque)."""
         prepared = self.read(source, name)
         if prepared.problem:
             return {"prepared": prepared, "problem": prepared.problem, "top": [], "cam": None}
         top = self.top_k(prepared.tensor, k)
-        cam, _ = self.explain(prepared.tensor, top[0]["index"])
-        return {"prepared": prepared, "problem": None, "top": top, "cam": overlay(prepared.tensor, cam)}
+        cam, _ = self.explain(prepared.tensor, top[0]["index"], layer)
+        return {"prepared": prepared, "problem": None, "top": top, "cam": overlay(prepared.tensor, cam, alpha)}
+
+    def normalized(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) as the network's input: scaled to [0, 1], less the mean, over the std."""
+        stats = torch.tensor([self.mean, self.std]).view(2, 1, -1, 1, 1)
+        return engine.normalize(batch, stats[0], stats[1])
 
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Softmax over classes for uint8 (N, C, H, W) images."""
-        stats = torch.tensor([self.mean, self.std]).view(2, 1, -1, 1, 1)
-        return torch.softmax(self.model(engine.normalize(batch, stats[0], stats[1])), dim=1)
+        return torch.softmax(self.model(self.normalized(batch)), dim=1)
 
-    def explain(self, prepared: torch.Tensor, target: int | None = None) -> tuple[torch.Tensor, int]:
-        """Grad-CAM heat map (H, W) in [0, 1] for ``target`` (default: the top class)."""
-        stats = torch.tensor([self.mean, self.std]).view(2, 1, -1, 1, 1)
-        x = engine.normalize(prepared[None], stats[0], stats[1])
+    def explain(
+        self, prepared: torch.Tensor, target: int | None = None, layer: str | None = None
+    ) -> tuple[torch.Tensor, int]:
+        """Grad-CAM heat map (H, W) in [0, 1] for ``target`` (default: the top class) at ``layer``
+        (default: the deepest stage)."""
+        x = self.normalized(prepared[None])
         with self._lock:  # the model is shared between sessions; hooks must not interleave
             if target is None:
                 with torch.no_grad():
                     target = int(self.model(x).argmax(1))
-            return grad_cam(self.model, x, target), target
+            return grad_cam(self.model, x, target, layer), target
 
     def top_k(self, prepared: torch.Tensor, k: int = 5) -> list[dict]:
         probs = self.probabilities(prepared[None])[0]
@@ -178,24 +234,110 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, limit: int
     return result
 
 
-def gallery(predictor: Predictor, n: int = 32) -> dict:
-    """The first ``n`` test images of the checkpoint's dataset, predicted vs actual."""
-    test = data_mod.load_dataset(predictor.dataset, "test").subset(n)
-    if test.size != predictor.size:
-        test = engine.resize_split(test, predictor.size)
-    ds = test.dataset()
-    images = torch.stack([ds[i][0] for i in range(len(test))])
-    probs = predictor.probabilities(images)
-    confidence, preds = probs.max(1)
+# ---------------------------------------------------------------------------------------------
+# The gallery: every test image, to find and understand the mistakes
+
+
+def evaluate_gallery(predictor: Predictor, batch_size: int = 250) -> dict:
+    """The checkpoint's whole test split, image by image, for the gallery and its confusion matrix.
+
+    Per image (numpy, in split order): ``targets``, ``preds``, ``prob_actual`` (softmax
+    probability of the actual class), ``loss`` (cross-entropy, ``-log prob_actual``); over the
+    split: ``confusion`` (k x k, rows actual, columns predicted), ``accuracy``, ``per_class``.
+    The pixels (at the dataset's size) come back only when the split is in memory anyway
+    (``images``); a folder's are decoded for the few images shown (:func:`gallery_images`).
+    """
+    test = data_mod.load_dataset(predictor.dataset, "test")
+    if len(test.classes) != len(predictor.classes):
+        raise ValueError(
+            f"{predictor.dataset}'s test split has {len(test.classes)} classes but the checkpoint was trained "
+            f"on {len(predictor.classes)}; train again on the dataset as it is now."
+        )
+    logits = []
+    # No lock: a plain forward pass registers no hooks, and grad_cam's hook ignores other threads.
+    with torch.inference_mode():
+        for idx in torch.arange(len(test)).split(batch_size):
+            x, _ = engine.fetch(test, idx)
+            # Resized per batch as in training (a 28 px split at 224 px is 64 times the memory);
+            # the gallery shows the dataset's own images.
+            logits.append(predictor.model(predictor.normalized(engine.resize(x, predictor.size))).float())
+    logits = torch.cat(logits) if logits else torch.zeros(0, len(predictor.classes))
+    targets = test.targets
+    loss = F.cross_entropy(logits, targets, reduction="none")
+    preds = logits.argmax(1)
     k = len(predictor.classes)
-    confusion = torch.bincount(test.targets * k + preds, minlength=k * k).view(k, k)
+    confusion = torch.bincount(targets * k + preds, minlength=k * k).view(k, k)
     return {
-        "images": images,
-        "targets": test.targets.tolist(),
-        "preds": preds.tolist(),
-        "confidence": confidence.tolist(),
-        "classes": predictor.classes,
-        "accuracy": float((preds == test.targets).float().mean()),
+        "classes": list(predictor.classes),
+        "targets": targets.numpy().copy(),
+        "preds": preds.numpy().copy(),
+        "prob_actual": torch.exp(-loss).numpy().copy(),
+        "loss": loss.numpy().copy(),
+        "confusion": confusion.numpy().copy(),
+        "accuracy": int((preds == targets).sum()) / max(len(targets), 1),
         "per_class": (confusion.diag() / confusion.sum(1).clamp_min(1)).tolist(),
-        "confusion": confusion.tolist(),
+        "images": test.images,
+        "files": test.files,
+        "size": test.size,
+        "channels": test.channels,
     }
+
+
+def gallery_images(result: dict, indices) -> torch.Tensor:
+    """uint8 (n, C, H, W) of the gallery's test images at ``indices``, at the dataset's size."""
+    idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    if result["images"] is not None:
+        return result["images"][idx]
+    folder = data_mod.LabData(
+        "",
+        "test",
+        result["classes"],
+        result["channels"],
+        result["size"],
+        torch.as_tensor(result["targets"]),
+        files=result["files"],
+    )
+    return engine.fetch(folder, idx)[0]
+
+
+def mistakes(
+    result: dict,
+    cell: tuple[int, int] | None = None,
+    only_wrong: bool = True,
+    order: str = "loss",
+    limit: int | None = None,
+) -> np.ndarray:
+    """Indices of the gallery's images to show: those of one confusion-matrix ``cell``
+    (actual, predicted) if given, only the wrong ones if ``only_wrong``, highest loss first
+    (``order="loss"``) or in split order (``"index"``), at most ``limit``."""
+    if order not in ("loss", "index"):
+        raise ValueError(f"Gallery order {order!r} is not one of: loss, index.")
+    targets, preds = result["targets"], result["preds"]
+    keep = np.ones(len(targets), dtype=bool)
+    if cell is not None:
+        keep &= (targets == cell[0]) & (preds == cell[1])
+    if only_wrong:
+        keep &= targets != preds
+    idx = np.flatnonzero(keep)
+    if order == "loss":
+        idx = idx[np.argsort(-result["loss"][idx], kind="stable")]  # ties keep split order
+    return idx[:limit]
+
+
+def confused_pairs(confusion, top: int | None = 10) -> list[dict]:
+    """The most frequent mistakes: ``{"actual", "predicted", "count", "share"}`` (share of the
+    actual class's images), most frequent first, ``top`` of them; correct answers are no pairs."""
+    confusion = np.asarray(confusion)
+    totals = confusion.sum(1)
+    pairs = [
+        {
+            "actual": int(a),
+            "predicted": int(p),
+            "count": int(confusion[a, p]),
+            "share": float(confusion[a, p] / totals[a]),
+        }
+        for a, p in zip(*np.nonzero(confusion))
+        if a != p
+    ]
+    pairs.sort(key=lambda r: (-r["count"], -r["share"], r["actual"], r["predicted"]))
+    return pairs[:top]

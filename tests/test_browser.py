@@ -240,3 +240,60 @@ def test_a_photo_on_predict_shows_each_step_then_the_label_and_an_empty_page_a_s
     assert page.get_by_text("cropped", exact=True).count() == 1  # nothing found on the blank page to crop
     page.locator("[data-testid=stPlotlyChart]").first.wait_for(timeout=30_000)
     assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_the_gallery_shows_only_mistakes_when_asked(server, page, tmp_path):
+    """Predict -> Test gallery -> "Only mistakes": every caption in the grid names a mistake; then a
+    click on the confusion matrix shows that cell's images."""
+    import shutil
+
+    preset = tmp_path / "preset"  # the shipped MNIST preset (25 mistakes in 2,000): no training here
+    preset.mkdir()
+    shutil.copy(ROOT / "tests" / "fixtures" / "checkpoints" / "mnist-sample.pt", preset / "best.pt")
+    serve_trained_run(server, preset, "20000101-000002-mnist-sample-resnet20")
+
+    open_page(page, server, "predict")  # whichever run is chosen, the filter must hold
+    page.get_by_role("tab", name="Test gallery").click()
+    grid = page.locator(".st-key-gallery_grid [data-testid=stImageCaption]")
+    grid.first.wait_for(timeout=120_000)  # the whole test split is evaluated once, on the first visit
+    mistakes = page.locator("[data-testid=stMetric]").filter(has_text="Mistakes").locator("[data-testid=stMetricValue]")
+    count = int(text_of(mistakes).replace(",", ""))
+    assert count > 0 and any(not c.startswith("wrong: ") for c in grid.all_inner_texts())  # right and wrong at first
+
+    page.get_by_text("Only mistakes", exact=True).click()
+    expected = min(count, 40)  # the slider's default cap
+    page.wait_for_function(
+        """n => {
+            const shown = [...document.querySelectorAll('.st-key-gallery_grid [data-testid=stImageCaption]')];
+            return shown.length === n && shown.every(c => c.innerText.startsWith('wrong: '));
+        }""",
+        arg=expected,
+        timeout=60_000,
+    )
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    captions = grid.all_inner_texts()
+    assert len(captions) == expected and all(re.fullmatch(r"wrong: .+ \(is .+\)", c) for c in captions), captions
+
+    # A click on a cell of the confusion matrix (its invisible square over the heatmap) picks that cell.
+    square = page.locator("[data-testid=stPlotlyChart] .scatterlayer .point").nth(1)
+    square.scroll_into_view_if_needed()
+    box = square.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # plotly clicks what it hovers
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(  # the selectbox shows its value in its combobox input
+        """() => document.querySelector('input[aria-label="Confusion-matrix cell"]')?.value.includes(' → ')""",
+        timeout=60_000,
+    )
+    value = page.get_by_role("combobox", name="Confusion-matrix cell").input_value()
+    actual, predicted, n = re.fullmatch(r"(.+) → (.+) \((\d+)\)", value).groups()
+    # A cell of correct answers turns the mistakes filter off; a cell of mistakes keeps it.
+    want = predicted if actual == predicted else f"wrong: {predicted} (is {actual})"
+    page.wait_for_function(
+        """([want, n]) => {
+            const shown = [...document.querySelectorAll('.st-key-gallery_grid [data-testid=stImageCaption]')];
+            return shown.length === n && shown.every(c => c.innerText === want);
+        }""",
+        arg=[want, min(int(n), 40)],
+        timeout=60_000,
+    )
+    assert page.locator("[data-testid=stException]").count() == 0

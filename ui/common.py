@@ -12,6 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from resnet_core import classroom, data, predict, system
@@ -141,6 +142,12 @@ def _predictor(path: str, mtime: float) -> predict.Predictor:
 def load_predictor(path: str | Path) -> predict.Predictor:
     """A shared, read-only model for ``path``: never mutate what this returns."""
     return _predictor(str(path), os.path.getmtime(path))
+
+
+def enlarge(image: np.ndarray, side: int = 140) -> np.ndarray:
+    """Nearest-neighbour upscaling, so a 28 px input is seen pixel by pixel."""
+    k = max(1, side // max(image.shape[:2]))
+    return image.repeat(k, 0).repeat(k, 1)
 
 
 @st.cache_data(ttl=600, show_spinner=False)
