@@ -7,6 +7,7 @@ that prepares folder images for training, so the network sees an upload as it sa
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ class Predictor:
     channels: int
     style: str
     dataset: str
+    data_size: int = 0  # the dataset's own side: uploads are prepared at it, then resized to ``size``
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -137,15 +139,20 @@ class Predictor:
             ckpt["in_channels"],
             spec.style if spec else "natural",
             ckpt["dataset"],
+            ckpt.get("data_size", ckpt["image_size"]),
         )
 
     def read(self, source: bytes | str | Path | Image.Image, name: str | None = None) -> Prepared:
         """Decode (untrusted) and prepare as the training data was; ``problem`` says when not to answer."""
+        side = self.data_size or self.size
         if not isinstance(source, Image.Image):
-            source = imaging.decode(source, name, imaging.decode_side(self.style, self.size))
+            source = imaging.decode(source, name, imaging.decode_side(self.style, side))
         else:
             source = imaging.to_rgb(source)
-        return imaging.prepare(source, self.style, self.size, self.channels, WHAT.get(self.style))
+        prepared = imaging.prepare(source, self.style, side, self.channels, WHAT.get(self.style))
+        if side != self.size:  # e.g. a 28 px digit for an ImageNet backbone: resized as in training
+            prepared = dataclasses.replace(prepared, tensor=engine.resize(prepared.tensor[None], self.size)[0])
+        return prepared
 
     def prepare(self, source: bytes | str | Path | Image.Image, name: str | None = None) -> torch.Tensor:
         """uint8 (C, H, W) as the network sees it (the steps and the confidence check: :meth:`read`)."""
@@ -226,10 +233,9 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, limit: int
             f"{dataset} has {len(test.classes)} classes but the checkpoint was trained on "
             f"{len(ckpt['classes'])} ({ckpt['dataset']}); evaluate it on {ckpt['dataset']}."
         )
-    if test.size != ckpt["image_size"]:
-        test = engine.resize_split(test, ckpt["image_size"])
     stats = torch.tensor([ckpt["mean"], ckpt["std"]]).view(2, 1, -1, 1, 1)
-    result = engine.evaluate(build_from_checkpoint(ckpt), test, torch.device("cpu"), stats, return_predictions=True)
+    model = build_from_checkpoint(ckpt)
+    result = engine.evaluate(model, test, torch.device("cpu"), stats, return_predictions=True, side=ckpt["image_size"])
     result.update(classes=ckpt["classes"], dataset=dataset, targets=test.targets.tolist())
     return result
 

@@ -207,3 +207,22 @@ def trainable_choices(at) -> str:
 
 def codes_of(at) -> list[str]:
     return [c.value for c in at.code]
+
+
+def test_an_upload_is_prepared_at_the_datasets_size_then_resized_as_in_training(lab, tmp_path):
+    # A 28 px digit model trained at 40 px (as an ImageNet backbone trains 28 px digits at 224 px):
+    # the photo is prepared as a 28 px MNIST digit, then resized by the engine's own resize.
+    from resnet_core import imaging, predict
+    from tests.conftest import digit_png, tiny_config
+
+    run_dir = lab / "run"
+    run_dir.mkdir(parents=True)
+    engine.fit(tiny_config(image_size=40, run_dir=str(run_dir)))
+    predictor = predict.Predictor.from_checkpoint(run_dir / "best.pt")
+    assert (predictor.size, predictor.data_size) == (40, 28)
+    path, _ = digit_png(tmp_path)
+    seen = predictor.read(path.read_bytes(), path.name).tensor
+    at_28 = imaging.prepare(imaging.decode(path.read_bytes(), path.name), "digit", 28, 1, "digit").tensor
+    assert seen.shape == (1, 40, 40) and torch.equal(seen, engine.resize(at_28[None], 40)[0])
+    result = predict.evaluate_checkpoint(run_dir / "best.pt", limit=50)  # resized batch by batch
+    assert result["n"] == 50
