@@ -172,7 +172,8 @@ def train_mode(model: nn.Module) -> nn.Module:
     statistics the backbone was trained with (eval mode), so a frozen backbone stays the one loaded."""
     model.train()
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+        params = list(m.parameters())  # a BatchNorm without affine parameters follows the model
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
             m.eval()
     return model
 
