@@ -1,0 +1,96 @@
+"""Prediction latency: image bytes in, top-5 out (decoding and preparation included).
+
+    python benchmarks/predict_latency.py [--n 100] [--json]
+
+Two cases, each timed ``--n`` times after five warm-up calls, single image, on the machine's
+CPU threads: ``resnet20`` at 28 px (the shipped mnist-sample checkpoint; a 28 px test digit as
+PNG and a 640x480 phone-like JPEG of one), and ``resnet18`` at 224 px (torchvision's network,
+random weights: latency does not depend on them) on a 640x480 JPEG photo, "natural" preparation.
+The goal on 2 CPU cores: resnet18 at 224 px, p50 under 25 ms. Prints p50 and p95 in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from resnet_core import data, models, predict  # noqa: E402
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, quality=90) if fmt == "JPEG" else image.save(buf, fmt)
+    return buf.getvalue()
+
+
+def timed(predictor: predict.Predictor, raw: bytes, name: str, n: int) -> dict:
+    def once() -> float:
+        t0 = time.perf_counter()
+        predictor.top_k(predictor.read(raw, name).tensor, 5)
+        return (time.perf_counter() - t0) * 1000
+
+    for _ in range(5):
+        once()
+    ms = sorted(once() for _ in range(n))
+    return {"p50_ms": round(statistics.median(ms), 2), "p95_ms": round(ms[int(0.95 * (n - 1))], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("RESNET_LAB_HOME", str(Path("/tmp") / "resnet-lab-bench"))
+
+    digits = predict.Predictor.from_checkpoint(ROOT / "tests" / "fixtures" / "checkpoints" / "mnist-sample.pt")
+    digit = Image.fromarray(data.load_dataset("mnist-sample", "test").images[0, 0].numpy())
+    # A phone-like photo of the digit: dark ink on light paper, 640x480, JPEG.
+    ink = np.asarray(digit.resize((360, 360), Image.BILINEAR), dtype=np.float32)
+    paper = Image.fromarray((235 - ink * 0.8).astype(np.uint8))
+    photo = Image.new("L", (640, 480), 235)
+    photo.paste(paper, (140, 60))
+    natural = predict.Predictor(
+        models.get_model("resnet18", num_classes=1000, in_channels=3, image_size=224).eval(),
+        [f"class {i}" for i in range(1000)],
+        [0.485, 0.456, 0.406],
+        [0.229, 0.224, 0.225],
+        224,
+        3,
+        "natural",
+        "imagenet-like",
+        224,
+    )
+    rng = np.random.default_rng(0)
+    scene = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    cases = {
+        "resnet20 28px, 28 px PNG digit": (digits, encode(digit, "PNG"), "digit.png"),
+        "resnet20 28px, 640x480 JPEG photo of a digit": (digits, encode(photo.convert("RGB"), "JPEG"), "photo.jpg"),
+        "resnet18 224px, 640x480 JPEG photo": (natural, encode(scene, "JPEG"), "scene.jpg"),
+    }
+    results = {name: timed(p, raw, fname, args.n) for name, (p, raw, fname) in cases.items()}
+    threads = torch.get_num_threads()
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {threads} torch threads, torch {torch.__version__}"
+    if not args.json:
+        for name, r in results.items():
+            print(f"{name:<46} p50 {r['p50_ms']:7.2f} ms   p95 {r['p95_ms']:7.2f} ms")
+        goal = results["resnet18 224px, 640x480 JPEG photo"]["p50_ms"] < 25
+        print(f"goal (resnet18 at 224 px, p50 < 25 ms): {'met' if goal else 'not met'}; {machine}")
+    print(json.dumps({"benchmark": "predict_latency", "results": results, "machine": machine}))
+
+
+if __name__ == "__main__":
+    main()
