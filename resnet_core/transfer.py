@@ -17,6 +17,7 @@ from resnet_core import models
 from resnet_core.checkpoints import describe_mismatch, load_weights_file
 
 HEAD_NAMES = ("fc", "classifier", "head")
+COUNTER = "num_batches_tracked"  # a batch norm's step count, see match()
 
 
 def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -118,7 +119,15 @@ def plan_input(config, data_channels: int, data_size: int, data_stats, source: m
 
 def match(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], head: str) -> dict[str, list[str]]:
     """Which of ``state``'s tensors load into ``own`` (same name and shape), which are skipped (the
-    head, other names or shapes), which of ``own`` are missing, and the modules that start fresh."""
+    head, other names or shapes), which of ``own`` are missing, and the modules that start fresh.
+
+    Batch norm's ``num_batches_tracked`` step counters take no part: they are no weights (read
+    only with ``momentum=None``, which no model here uses), files saved before PyTorch 0.4.1
+    lack them (torchvision's model-zoo ResNets and VGGs among them); counted, they made every
+    batch norm of such a file "fresh" (so training in a frozen backbone) and let a file of
+    another architecture that shares only their names pass for a backbone."""
+    own = {k: v for k, v in own.items() if not k.endswith(COUNTER)}
+    state = {k: v for k, v in state.items() if not k.endswith(COUNTER)}
     body = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     loaded = sorted(k for k, v in body.items() if k in own and v.shape == own[k].shape)
     skipped = sorted(set(state) - set(loaded))
