@@ -151,9 +151,14 @@ def augment(
 # Model, optimizer, schedule
 
 
-def build_model(config: TrainConfig, info: data_mod.LabData, stats) -> tuple[nn.Module, transfer.InputPlan, dict]:
+def build_model(
+    config: TrainConfig, info: data_mod.LabData, stats, resumed: dict | None = None
+) -> tuple[nn.Module, transfer.InputPlan, dict]:
     """The registry's model for this dataset, optionally starting from ImageNet or a file: the
-    model, the input it is fed (:class:`transfer.InputPlan`) and the backbone's load report."""
+    model, the input it is fed (:class:`transfer.InputPlan`) and the backbone's load report.
+    A run ``resumed`` from its last.pt goes on as it began (:func:`transfer.resume_model`)."""
+    if resumed is not None:
+        return transfer.resume_model(config, len(info.classes), resumed)
     source = transfer.source_weights(config)
     plan = transfer.plan_input(config, info.channels, info.size, stats, source)
     model, report = transfer.prepare_model(config, len(info.classes), plan, source)
@@ -349,17 +354,21 @@ def checkpoint_meta(config: TrainConfig, train: data_mod.LabData, plan: transfer
         "image_size": plan.size,
         "data_size": train.size,
         "in_channels": plan.channels,
-        "transfer": {k: report[k] for k in ("source", "fresh", "trainable", "total")}
-        | {k: len(report[k]) for k in ("loaded", "skipped", "missing")},
+        # The names, not only their counts: a resumed run rebuilds its optimizer groups from them.
+        "transfer": {k: report[k] for k in ("source", "loaded", "skipped", "missing", "fresh", "trainable", "total")},
         "versions": {"torch": str(torch.__version__)},
     }
 
 
-def restore(run_dir: Path | None, model, optimizer, scheduler, device) -> dict[str, Any]:
-    """Load ``last.pt`` into model, optimizer and schedule; return where training stopped."""
+def resume_point(run_dir: Path | None, device) -> dict[str, Any]:
+    """The run's ``last.pt``, where training stopped."""
     if run_dir is None or not (run_dir / "last.pt").is_file():
         raise RuntimeError(f"Nothing to resume: {run_dir} has no last.pt; start a new run instead.")
-    ckpt = load_checkpoint(run_dir / "last.pt", map_location=device)
+    return load_checkpoint(run_dir / "last.pt", map_location=device)
+
+
+def restore(ckpt: dict[str, Any], model, optimizer, scheduler) -> dict[str, Any]:
+    """Load a ``last.pt`` (:func:`resume_point`) into model, optimizer and schedule."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt["lr_scheduler"] is not None:
@@ -392,7 +401,9 @@ def fit(
     torch.manual_seed(config.seed)
     train = data_mod.load_dataset(config.dataset, "train").per_class(config.labels_per_class, config.seed)
     test = data_mod.load_dataset(config.dataset, "test").subset(config.max_test_images)
-    model, plan, report = build_model(config, train, data_mod.normalization(config.dataset))
+    run_dir = Path(config.run_dir) if config.run_dir else None
+    resumed = resume_point(run_dir, device) if resume else None
+    model, plan, report = build_model(config, train, data_mod.normalization(config.dataset), resumed)
     stats = torch.tensor([plan.mean, plan.std], device=device).view(2, 1, -1, 1, 1)
     side = plan.size
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -401,10 +412,9 @@ def fit(
     steps = min(steps, config.max_train_batches or steps)
     scheduler = build_scheduler(config, optimizer, steps * config.epochs)
 
-    run_dir = Path(config.run_dir) if config.run_dir else None
     start_epoch, start_step, partial, history, best_acc = 0, 0, None, [], 0.0
-    if resume:
-        ckpt = restore(run_dir, model, optimizer, scheduler, device)
+    if resumed is not None:
+        ckpt = restore(resumed, model, optimizer, scheduler)
         history, best_acc = ckpt["history"], ckpt["metrics"]["best_acc"]
         start_epoch, start_step, partial = ckpt["epoch"], ckpt["next_step"], ckpt["partial"]
         if start_step >= steps:

@@ -204,6 +204,27 @@ def prepare_model(config, num_classes: int, plan: InputPlan, source: models.Weig
     return model, {**report, "trainable": trainable, "total": total}
 
 
+def resume_model(config, num_classes: int, ckpt: dict) -> tuple[nn.Module, InputPlan, dict]:
+    """The model of a run resumed from ``ckpt`` (its last.pt), before those weights load: fed
+    what the run was fed, the same parameters training, the same ones in the backbone's
+    optimizer groups (the saved optimizer state must fit them), and the same report.
+
+    The backbone's source is not read again: last.pt holds every weight, and the source may be
+    gone (a deleted run, a pruned upload, ImageNet offline). A last.pt from before the load
+    report was trained with no fresh module kept training and one learning rate for all.
+    """
+    plan = InputPlan(ckpt["in_channels"], ckpt["image_size"], list(ckpt["mean"]), list(ckpt["std"]))
+    saved = ckpt.get("transfer") or {}
+    model = models.get_model(config.model, num_classes, plan.channels, plan.size)
+    if isinstance(saved.get("loaded"), int):  # a report of counts only (early issue 10): match the source again
+        state = source_weights(config, shapes_only=True).state
+        saved = {**saved, **match(model.state_dict(), state, find_head(model)[0]), "fresh": saved["fresh"]}
+    report = {"source": saved.get("source")} | {k: list(saved.get(k, [])) for k in ("loaded", "skipped", "missing")}
+    report["fresh"] = list(saved.get("fresh", []))
+    trainable, total = set_trainable(model, config.trainable, report["fresh"])
+    return model, plan, {**report, "trainable": trainable, "total": total}
+
+
 def summary(report: dict) -> str:
     """One line for the run's log: where the backbone came from and what happened to each tensor."""
     if not report.get("source"):

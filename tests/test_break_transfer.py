@@ -6,9 +6,10 @@ import torch
 import torchvision
 from torch import nn
 
-from resnet_core import transfer
+from resnet_core import engine, models, transfer
 from resnet_core.config import TrainConfig
 from resnet_core.transfer import TransferError
+from tests.conftest import tiny_config
 
 FIXTURE = "tests/fixtures/checkpoints/mnist-sample.pt"  # resnet20, saved before issue 10
 
@@ -50,3 +51,80 @@ def test_a_wrong_architecture_sharing_only_batch_norm_counters_is_refused(tmp_pa
     source = transfer.source_weights(config)
     with pytest.raises(TransferError, match="No tensor of .* fits resnet18"):
         transfer.prepare_model(config, 10, transfer.plan_input(config, 1, 28, ([0.1], [0.3]), source), source)
+
+
+def _stop_after(n: int):
+    calls = {"n": 0}
+
+    def should_stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > n
+
+    return should_stop
+
+
+def test_a_transfer_run_saved_before_issue_10_resumes_offline(lab, monkeypatch):
+    # Its last.pt has one learning rate (2 optimizer groups, not 4), no load report, and was fed
+    # 1-channel 28 px digits through a rebuilt stem: resuming rebuilt the model for today's plan
+    # (3 channels, 224 px), needed the ImageNet weights again, and then refused the optimizer
+    # ("loaded state dict has a different number of parameter groups").
+    def offline(arch):
+        raise models.WeightsUnavailable("offline")
+
+    monkeypatch.setattr(models, "imagenet_weights", offline)
+    run_dir = lab / "old"
+    run_dir.mkdir(parents=True)
+    config = TrainConfig(
+        dataset="mnist-sample",
+        model="resnet18",
+        pretrained="imagenet",
+        trainable="all",
+        epochs=1,
+        batch_size=8,
+        max_train_batches=3,
+        max_test_images=16,
+        optimizer="sgd",
+        schedule="none",
+        run_dir=str(run_dir),
+    )
+    model = models.get_model("resnet18", 10, in_channels=1, image_size=28)  # as built then
+    params = list(model.parameters())
+    old = torch.optim.SGD(
+        [{"params": [p for p in params if p.ndim > 1]}, {"params": [p for p in params if p.ndim <= 1]}], lr=0.1
+    )
+    meta = {"dataset": "mnist-sample", "arch": "resnet18", "classes": [str(i) for i in range(10)]}
+    meta |= {"mean": [0.1307], "std": [0.3081], "image_size": 28, "in_channels": 1, "versions": {}}
+    state = {"model": model.state_dict(), "optimizer": old.state_dict(), "lr_scheduler": None, "epoch": 0}
+    state |= {
+        "next_step": 1,
+        "partial": {"loss": 2.3, "correct": 1, "seen": 8},
+        "history": [],
+        "metrics": {"best_acc": 0},
+    }
+    torch.save({"config": config.to_dict(), **meta, **state}, run_dir / "last.pt")
+    out = engine.fit(config, resume=True)
+    assert out["status"] == "finished" and out["model"].conv1.weight.shape == (64, 1, 3, 3)
+    ckpt = torch.load(run_dir / "last.pt", weights_only=True)
+    assert (ckpt["in_channels"], ckpt["image_size"], ckpt["mean"]) == (1, 28, [0.1307])
+    assert len(ckpt["optimizer"]["param_groups"]) == 2
+
+
+def test_a_stopped_transfer_run_resumes_after_its_backbone_run_was_deleted(lab):
+    source_dir, run_dir = lab / "backbone", lab / "transfer"
+    source_dir.mkdir(parents=True)
+    engine.fit(tiny_config(run_dir=str(source_dir)))
+    config = tiny_config(
+        dataset="fashion-sample",
+        pretrained=str(source_dir / "best.pt"),
+        backbone_lr_scale=0.1,
+        run_dir=str(run_dir),
+    )
+    run_dir.mkdir()
+    assert engine.fit(config, should_stop=_stop_after(2))["status"] == "stopped"
+    (source_dir / "best.pt").unlink()  # its owner deleted the backbone's run
+    out = engine.fit(config, resume=True)
+    assert out["status"] == "finished"
+    ckpt = torch.load(run_dir / "last.pt", weights_only=True)
+    lrs = sorted({g["lr"] for g in ckpt["optimizer"]["param_groups"]})
+    assert lrs == [pytest.approx(1e-4), pytest.approx(1e-3)]  # the backbone still at a tenth
+    assert ckpt["transfer"]["source"] == "backbone/best.pt" and len(ckpt["transfer"]["loaded"]) > 0
