@@ -17,7 +17,9 @@ import json
 import uuid
 from pathlib import Path
 
-from resnet_core import data, runs
+import torch
+
+from resnet_core import data, models, runs, transfer
 from resnet_core.checkpoints import load_checkpoint
 from resnet_core.config import TrainConfig
 
@@ -35,13 +37,21 @@ RECIPE = dict(epochs=15, batch_size=32, optimizer="sgd", lr=0.05, schedule="onec
 
 def configs(backbone: str | Path, target: str, k: int = 50, seed: int = 0, **recipe) -> dict[str, TrainConfig]:
     """One :class:`TrainConfig` per strategy: ``backbone`` (a run's best.pt) on ``k`` images per
-    class of ``target``. The model is the backbone's architecture; ``recipe`` overrides RECIPE."""
+    class of ``target``. The model is the backbone's architecture; ``recipe`` overrides RECIPE.
+    An architecture without ``layerN`` stages (the tutorial net, VGG) has no "last-stage" run."""
     data.get_spec(target)  # an unknown target names the valid ones before anything is queued
     ckpt = load_checkpoint(backbone)
     group = f"compare-{uuid.uuid4().hex[:8]}"
     base = {**RECIPE, **recipe, "dataset": target, "model": ckpt["arch"], "labels_per_class": k, "seed": seed}
+    with torch.device("meta"):  # shapes only: which stages it has
+        probe = models.get_model(ckpt["arch"], len(ckpt["classes"]), ckpt["in_channels"], ckpt["image_size"])
+    try:
+        transfer.last_stage(probe)
+        chosen = STRATEGIES
+    except ValueError:
+        chosen = {name: change for name, change in STRATEGIES.items() if change["trainable"] != "last-stage"}
     out = {}
-    for name, change in STRATEGIES.items():
+    for name, change in chosen.items():
         config = {**base, "pretrained": str(backbone), **change}
         extra = {"group": group, "strategy": name, "k": k, "backbone": str(backbone), "source": ckpt["dataset"]}
         out[name] = TrainConfig(**config, extra=extra).validate()

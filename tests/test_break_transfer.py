@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from resnet_core import engine, models, transfer
+from resnet_core import engine, models, strategies, transfer
 from resnet_core.config import TrainConfig
 from resnet_core.transfer import TransferError
 from tests.conftest import tiny_config
@@ -128,3 +128,16 @@ def test_a_stopped_transfer_run_resumes_after_its_backbone_run_was_deleted(lab):
     lrs = sorted({g["lr"] for g in ckpt["optimizer"]["param_groups"]})
     assert lrs == [pytest.approx(1e-4), pytest.approx(1e-3)]  # the backbone still at a tenth
     assert ckpt["transfer"]["source"] == "backbone/best.pt" and len(ckpt["transfer"]["loaded"]) > 0
+
+
+def test_a_comparison_from_a_backbone_without_stages_queues_no_run_bound_to_fail(lab):
+    # The tutorial net (and VGG) has no layerN stage: the "last-stage" run was queued anyway and
+    # failed at start ("MiniResidual has no layerN stages"); the CLI stopped at it.
+    backbone = lab / "mini"
+    backbone.mkdir(parents=True)
+    engine.fit(tiny_config(run_dir=str(backbone)))
+    chosen = strategies.configs(backbone / "best.pt", "fashion-sample", k=3)
+    assert list(chosen) == ["head", "all", "scratch"]
+    for config in chosen.values():  # each one builds
+        source = transfer.source_weights(config)
+        transfer.prepare_model(config, 10, transfer.plan_input(config, 1, 28, ([0.3], [0.3]), source), source)
