@@ -34,7 +34,11 @@ def choose_source(spec) -> tuple[str | None, str | None, str | None]:
             return None, None, "none"
         row = st.selectbox(t("transfer.run"), rows, format_func=checkpoint_label)
         pretrained = str(Path(row["path"]) / "best.pt")
-        return pretrained, load_checkpoint(pretrained)["arch"], None
+        try:
+            return pretrained, load_checkpoint(pretrained)["arch"], None
+        except CheckpointError as err:  # the run list is up to a second old: deleted meanwhile
+            st.error(plain(err))
+            return None, None, "none"
     if source == "imagenet":
         arch = st.selectbox(t("transfer.arch"), models.with_imagenet_weights())
         cached = transfer.imagenet_cached(arch)

@@ -141,3 +141,15 @@ def test_a_comparison_from_a_backbone_without_stages_queues_no_run_bound_to_fail
     for config in chosen.values():  # each one builds
         source = transfer.source_weights(config)
         transfer.prepare_model(config, 10, transfer.plan_input(config, 1, 28, ([0.3], [0.3]), source), source)
+
+
+def test_the_transfer_page_says_so_when_a_listed_runs_best_pt_vanished(lab, monkeypatch):
+    # The run list is up to a second old: a run deleted meanwhile crashed the page (CheckpointError).
+    import ui.common
+    from tests.conftest import shown
+    from tests.test_pages import app
+
+    gone = {"path": str(lab / "runs" / "gone"), "run": "gone", "model": "resnet20", "best_acc": 0.9}
+    monkeypatch.setattr(ui.common, "checkpoints", lambda: [{**gone, "dataset": "mnist-sample", "has_best": True}])
+    at = app("transfer")
+    assert "No checkpoint at" in shown(at.error[0].value) and not at.code
