@@ -101,6 +101,8 @@ def load_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path.name} is not a state_dict (a dict of parameter names to tensors).")
+    if obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):
+        obj = {k.removeprefix("module."): v for k, v in obj.items()}  # saved from a (Distributed)DataParallel
     return obj, meta
 
 

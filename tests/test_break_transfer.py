@@ -153,3 +153,16 @@ def test_the_transfer_page_says_so_when_a_listed_runs_best_pt_vanished(lab, monk
     monkeypatch.setattr(ui.common, "checkpoints", lambda: [{**gone, "dataset": "mnist-sample", "has_best": True}])
     at = app("transfer")
     assert "No checkpoint at" in shown(at.error[0].value) and not at.code
+
+
+def test_weights_saved_from_a_data_parallel_wrapper_load(tmp_path):
+    # torch.save(ddp_model.state_dict()) prefixes every name with "module.": nothing matched, and
+    # the refusal said to choose another architecture, the right one being chosen.
+    state = torch.load(FIXTURE, weights_only=True)["model"]
+    path = tmp_path / "ddp.pth"
+    torch.save({f"module.{k}": v for k, v in state.items()}, path)
+    config = TrainConfig(dataset="fashion-sample", model="resnet20", pretrained=str(path), trainable="head")
+    source = transfer.source_weights(config)
+    model, report = transfer.prepare_model(config, 10, transfer.InputPlan(1, 28, [0.3], [0.3]), source)
+    assert report["missing"] == ["fc.bias", "fc.weight"] and report["fresh"] == []
+    assert torch.equal(model.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
