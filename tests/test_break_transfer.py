@@ -166,3 +166,23 @@ def test_weights_saved_from_a_data_parallel_wrapper_load(tmp_path):
     model, report = transfer.prepare_model(config, 10, transfer.InputPlan(1, 28, [0.3], [0.3]), source)
     assert report["missing"] == ["fc.bias", "fc.weight"] and report["fresh"] == []
     assert torch.equal(model.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
+
+
+def test_a_vgg_checkpoint_at_any_size_but_224_exports_to_onnx(tmp_path, monkeypatch):
+    # VGG's adaptive 7x7 pool meets a 1x1 map at 28 px (2x2 at 32, 8x8 at 256): ONNX has no
+    # adaptive pooling to a size that does not divide the input, and the export failed.
+    ort = pytest.importorskip("onnxruntime")
+    from resnet_core import export
+
+    torch.manual_seed(0)
+    vgg = models.get_model("vgg16_bn", 10, in_channels=1, image_size=28).eval()
+    vgg.classifier = nn.Linear(512 * 7 * 7, 10)  # the real head is 400 MB; the pool is the point
+    monkeypatch.setattr(export, "build_from_checkpoint", lambda ckpt: vgg)
+    ckpt = torch.load(FIXTURE, weights_only=True) | {"arch": "vgg16_bn", "image_size": 28, "in_channels": 1}
+    torch.save(ckpt, tmp_path / "best.pt")
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        ours = vgg(x)
+    out = export.export(tmp_path / "best.pt", "onnx", tmp_path / "vgg.onnx")
+    theirs = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    assert torch.allclose(torch.from_numpy(theirs), ours, atol=1e-4)
