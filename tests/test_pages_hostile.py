@@ -122,9 +122,12 @@ def test_transfer_page_truncated_weights(lab):
 
 def test_transfer_page_names_what_differs_for_another_architecture(lab):
     at = upload_weights(app("transfer"), pth(models.get_model("resnet18", in_channels=1, image_size=28).state_dict()))
-    message = shown(at.warning[-1].value)  # a few tensors fit by chance: a warning naming the rest
+    # Only batch norms' step counters share names and shapes, and they are no weights: refused,
+    # naming what differs.
+    message = shown(at.error[0].value)
     assert "resnet20" in message and "shapes differ: conv1.weight (64, 1, 3, 3) vs (16, 1, 3, 3)" in message
     assert "unexpected: layer2.0.downsample.0.weight" in message
+    assert next(b for b in at.button if b.label == catalogue("en")["transfer.launch"]).disabled
 
 
 def test_transfer_page_refuses_weights_of_which_nothing_fits(lab):
