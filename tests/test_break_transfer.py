@@ -186,3 +186,22 @@ def test_a_vgg_checkpoint_at_any_size_but_224_exports_to_onnx(tmp_path, monkeypa
     out = export.export(tmp_path / "best.pt", "onnx", tmp_path / "vgg.onnx")
     theirs = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
     assert torch.allclose(torch.from_numpy(theirs), ours, atol=1e-4)
+
+
+def test_uploading_the_same_weights_again_keeps_them_from_the_pruner(lab, tmp_path):
+    # The class uploads the teacher's file all week: stored once by content, it kept the first
+    # upload's date, so the pruner deleted it under a run queued from today's upload.
+    import io
+    import os
+    import time
+
+    from resnet_core import classroom
+
+    buf = io.BytesIO()
+    torch.save(torch.load(FIXTURE, weights_only=True)["model"], buf)
+    folder = lab / "uploads"
+    path = transfer.save_uploaded_weights(buf.getvalue(), folder)
+    week_ago = time.time() - 6.9 * 86400
+    os.utime(path, (week_ago, week_ago))
+    assert transfer.save_uploaded_weights(buf.getvalue(), folder) == path  # today's upload
+    assert classroom.prune_uploads(folder, now=time.time() + 0.2 * 86400) == 0 and path.is_file()
