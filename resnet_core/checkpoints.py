@@ -99,7 +99,7 @@ def load_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         meta = {k: obj[k] for k in ("mean", "std", "image_size", "arch", "dataset") if k in obj}
         obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise CheckpointError(f"{path.name} is not a state_dict (a dict of parameter names to tensors).")
     if obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):
         obj = {k.removeprefix("module."): v for k, v in obj.items()}  # saved from a (Distributed)DataParallel

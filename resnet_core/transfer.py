@@ -287,7 +287,11 @@ def save_uploaded_weights(raw: bytes, folder: Path) -> Path:
         raise ValueError(f"The file is not a readable PyTorch weights file ({err.__class__.__name__}).") from err
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    ):
         raise ValueError("The file is not a state_dict: save one with torch.save(model.state_dict(), path).")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}.pth"

@@ -205,3 +205,18 @@ def test_uploading_the_same_weights_again_keeps_them_from_the_pruner(lab, tmp_pa
     os.utime(path, (week_ago, week_ago))
     assert transfer.save_uploaded_weights(buf.getvalue(), folder) == path  # today's upload
     assert classroom.prune_uploads(folder, now=time.time() + 0.2 * 86400) == 0 and path.is_file()
+
+
+def test_a_weights_file_with_a_name_that_is_not_a_string_is_no_state_dict(lab, tmp_path):
+    # {0: tensor} passed as a state_dict, then the page's preview crashed on 0.endswith(...).
+    import io
+
+    from resnet_core.checkpoints import CheckpointError, load_weights_file
+
+    buf = io.BytesIO()
+    torch.save({0: torch.zeros(3), "conv1.weight": torch.zeros(16, 1, 3, 3)}, buf)
+    with pytest.raises(ValueError, match="not a state_dict"):
+        transfer.save_uploaded_weights(buf.getvalue(), lab / "uploads")
+    (tmp_path / "odd.pth").write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match="not a state_dict"):
+        load_weights_file(tmp_path / "odd.pth")
