@@ -181,7 +181,9 @@ def compare() -> None:
     groups = strategies.groups()
     if groups:
         mine = st.session_state.get("compare_group")
-        group = st.selectbox(t("compare.group"), groups, index=groups.index(mine) if mine in groups else 0)
+        group = st.selectbox(
+            t("compare.group"), groups, index=groups.index(mine) if mine in groups else 0, format_func=strategies.label
+        )
         active = any(r["state"] in runs.ACTIVE for r in strategies.table(group))
         st.fragment(run_every=POLL_S if active else None)(results)(group, active)
 

@@ -74,6 +74,17 @@ def groups() -> list[str]:
     return seen
 
 
+def label(group: str) -> str:
+    """What a person recognises a comparison by: target, K, backbone run, when it was queued."""
+    rows = [r for r in runs.list_runs() if r.get("group") == group]
+    if not rows:
+        return group
+    extra = json.loads((Path(rows[-1]["path"]) / "config.json").read_text())["extra"]
+    stamp = rows[-1]["run"][:13]  # runs are named YYYYMMDD-HHMMSS-...
+    backbone = Path(extra.get("backbone", "?")).parent.name
+    return f"{rows[-1]['dataset']}, K = {extra.get('k')}, {backbone} ({stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]})"
+
+
 def table(group: str) -> list[dict]:
     """One row per strategy of ``group``: state, progress, test accuracy at the last epoch and at
     the best, trainable parameters, seconds (the epochs' own, training and test pass; queueing
