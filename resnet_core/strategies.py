@@ -80,9 +80,10 @@ def label(group: str) -> str:
     if not rows:
         return group
     extra = json.loads((Path(rows[-1]["path"]) / "config.json").read_text())["extra"]
-    stamp = rows[-1]["run"][:13]  # runs are named YYYYMMDD-HHMMSS-...
+    s = rows[-1]["run"]  # runs are named YYYYMMDD-HHMMSS-...
+    when = f"{s[:4]}-{s[4:6]}-{s[6:8]} {s[9:11]}:{s[11:13]}"
     backbone = Path(extra.get("backbone", "?")).parent.name
-    return f"{rows[-1]['dataset']}, K = {extra.get('k')}, {backbone} ({stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]})"
+    return f"{rows[-1]['dataset']}, K = {extra.get('k')}, {backbone} ({when})"
 
 
 def table(group: str) -> list[dict]:
