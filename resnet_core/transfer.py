@@ -254,7 +254,10 @@ def preview(config, num_classes: int, data_channels: int, data_size: int, data_s
         before, after = replace_head(model, num_classes)
     report = match(model.state_dict(), source.state, head) if source else None
     fresh = report["fresh"] if report else []
-    if report and any(not k.startswith(head + ".") for k in report["skipped"]):
+    # The stem rebuilt on purpose (small input, other channels) is reported as fresh, not as a
+    # sign of another architecture; any other tensor left out is.
+    stem = next((k.rsplit(".", 1)[0] for k, v in model.state_dict().items() if v.ndim == 4), head)
+    if report and any(not k.startswith((head + ".", stem + ".")) for k in report["skipped"]):
         body = {k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")}
         report["mismatch"] = describe_mismatch(
             body, {k: v for k, v in source.state.items() if not k.startswith(head + ".")}

@@ -220,3 +220,18 @@ def test_a_weights_file_with_a_name_that_is_not_a_string_is_no_state_dict(lab, t
     (tmp_path / "odd.pth").write_bytes(buf.getvalue())
     with pytest.raises(CheckpointError, match="not a state_dict"):
         load_weights_file(tmp_path / "odd.pth")
+
+
+@pytest.mark.parametrize(
+    ("pretrained", "image_size", "channels", "size"),
+    [("imagenet", 64, 1, 28), (FIXTURE, None, 3, 32)],  # a stem rebuilt for 64 px; for 3 channels
+)
+def test_a_stem_rebuilt_on_purpose_is_no_reason_to_pick_another_architecture(
+    zoo_imagenet, pretrained, image_size, channels, size
+):
+    # The page warned "pick the architecture they were trained with" for the right architecture,
+    # whenever the stem had been rebuilt for small input or another channel count.
+    arch = "resnet18" if pretrained == "imagenet" else "resnet20"
+    config = TrainConfig(model=arch, pretrained=pretrained, image_size=image_size)
+    view = transfer.preview(config, 10, channels, size)
+    assert view["report"]["fresh"] == ["conv1"] and "mismatch" not in view["report"]
