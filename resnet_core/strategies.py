@@ -42,7 +42,9 @@ def configs(backbone: str | Path, target: str, k: int = 50, seed: int = 0, **rec
     data.get_spec(target)  # an unknown target names the valid ones before anything is queued
     ckpt = load_checkpoint(backbone)
     group = f"compare-{uuid.uuid4().hex[:8]}"
-    base = {**RECIPE, **recipe, "dataset": target, "model": ckpt["arch"], "labels_per_class": k, "seed": seed}
+    # All four fed the backbone's input size, the scratch baseline included (it has no source to take it from).
+    base = {**RECIPE, "image_size": ckpt["image_size"], **recipe}
+    base |= {"dataset": target, "model": ckpt["arch"], "labels_per_class": k, "seed": seed}
     with torch.device("meta"):  # shapes only: which stages it has
         probe = models.get_model(ckpt["arch"], len(ckpt["classes"]), ckpt["in_channels"], ckpt["image_size"])
     try:

@@ -235,3 +235,15 @@ def test_a_stem_rebuilt_on_purpose_is_no_reason_to_pick_another_architecture(
     config = TrainConfig(model=arch, pretrained=pretrained, image_size=image_size)
     view = transfer.preview(config, 10, channels, size)
     assert view["report"]["fresh"] == ["conv1"] and "mismatch" not in view["report"]
+
+
+def test_the_scratch_baseline_is_fed_the_same_size_as_the_strategies_it_is_compared_with(tmp_path):
+    # A backbone trained at 32 px (CIFAR-like) fed the three transfer runs 32 px images and the
+    # scratch run the target's own 28 px: the baseline differed in more than its weights.
+    backbone = tmp_path / "best.pt"
+    torch.save(torch.load(FIXTURE, weights_only=True) | {"image_size": 32}, backbone)
+    sizes = {}
+    for name, config in strategies.configs(backbone, "fashion-sample", k=3).items():
+        source = transfer.source_weights(config)
+        sizes[name] = transfer.plan_input(config, 1, 28, ([0.3], [0.3]), source).size
+    assert sizes == {"head": 32, "last-stage": 32, "all": 32, "scratch": 32}
