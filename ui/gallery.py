@@ -17,10 +17,12 @@ from ui.i18n import t
 ALL = -1  # the cell selectbox's "all cells"; a cell is actual * classes + predicted
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def evaluate(path: str, mtime: float) -> dict:
     """Once per checkpoint file (path and modification time), for every session: a rerun, a filter
-    or an upload reuses it instead of evaluating the test split again."""
+    or an upload reuses it instead of evaluating the test split again. A resource, not data:
+    cache_data would copy the split's pixels on every rerun (220 MB for STL-10); the page only
+    reads it."""
     return predict.evaluate_gallery(load_predictor(path))
 
 
