@@ -32,6 +32,7 @@ STRATEGIES = {
 # One recipe for all four, so only the strategy differs. K x classes images make few steps per
 # epoch: small batches and more epochs give SGD the steps; no augmentation (the sample sets'
 # items are centred and upright, see data.py's presets).
+SOURCE, TARGET = "mnist-sample", "fashion-sample"  # offline out of the box: the bundled samples
 RECIPE = dict(epochs=15, batch_size=32, optimizer="sgd", lr=0.05, schedule="onecycle", augment="none")
 
 
@@ -65,6 +66,21 @@ def launch(backbone: str | Path, target: str, k: int = 50, actor=None, **recipe)
     chosen = configs(backbone, target, k, **recipe)
     runs.launch_group(list(chosen.values()), actor=actor)
     return next(iter(chosen.values())).extra["group"]
+
+
+def backbone_config() -> TrainConfig:
+    """The backbone a first comparison needs: the mnist-sample preset, as the Train page runs it."""
+    return TrainConfig(**{**data.get_spec(SOURCE).preset, "dataset": SOURCE})
+
+
+def default_backbone(rows: list[dict]) -> int:
+    """Index of the run to offer first as backbone: the newest on the source dataset, else the newest."""
+    return next((i for i, r in enumerate(rows) if r.get("dataset") == SOURCE), 0)
+
+
+def active(rows: list[dict]) -> bool:
+    """Whether any run of a comparison's :func:`table` is still queued or training."""
+    return any(r["state"] in runs.ACTIVE for r in rows)
 
 
 def groups() -> list[str]:

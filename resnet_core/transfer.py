@@ -305,3 +305,32 @@ def save_uploaded_weights(raw: bytes, folder: Path) -> Path:
 
         save_checkpoint(obj, path)
     return path
+
+
+def keep_upload(raw: bytes, name: str, folder: Path) -> Path:
+    """An uploaded weights file, checked against the class's size limit and the safe loader, kept
+    by content hash in ``folder`` (old uploads pruned first); its path for ``config.pretrained``."""
+    from resnet_core import classroom
+
+    classroom.check_upload("weights", len(raw), name)
+    classroom.prune_uploads(folder)
+    return save_uploaded_weights(raw, folder)
+
+
+def draft_config(target: str, preset: dict, arch: str, pretrained: str | None, image_size: int | None):
+    """The fine-tuning config before the user picks what trains: the target's preset, the
+    backbone's architecture and source, and the input size (None: the backbone's own)."""
+    from resnet_core.config import TrainConfig
+
+    return TrainConfig(
+        **{**preset, "dataset": target, "model": arch, "pretrained": pretrained, "image_size": image_size}
+    )
+
+
+def fine_tune_config(draft, mode: str, epochs: int, lr: float, backbone_lr_scale: float):
+    """``draft`` with what trains; the backbone's own rate applies only when everything trains."""
+    from resnet_core.config import TrainConfig
+
+    scale = backbone_lr_scale if mode == "all" else 1.0
+    change = {"trainable": mode, "epochs": int(epochs), "lr": lr, "backbone_lr_scale": scale}
+    return TrainConfig(**{**draft.to_dict(), **change}).validate()

@@ -68,3 +68,12 @@ def test_a_comparison_counts_once_against_a_students_queue(trained_run, lab, mon
 def test_an_unknown_target_names_the_valid_ones(trained_run, lab):
     with pytest.raises(data.DatasetUnavailable, match="fashion-sample"):
         strategies.configs(trained_run / "best.pt", "fashion-sampel")
+
+
+def test_the_page_helpers_pick_the_mnist_backbone_and_a_mnist_preset():
+    rows = [{"dataset": "fashion-sample"}, {"dataset": "mnist-sample"}, {"dataset": "mnist-sample"}]
+    assert strategies.default_backbone(rows) == 1 and strategies.default_backbone([{"dataset": "x"}]) == 0
+    config = strategies.backbone_config()
+    assert (config.dataset, config.model) == ("mnist-sample", data.get_spec("mnist-sample").preset["model"])
+    assert strategies.active([{"state": "finished"}, {"state": "queued"}])
+    assert not strategies.active([{"state": "finished"}, {"state": "failed"}])

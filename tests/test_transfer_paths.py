@@ -227,3 +227,22 @@ def test_an_upload_is_prepared_at_the_datasets_size_then_resized_as_in_training(
     assert seen.shape == (1, 40, 40) and torch.equal(seen, engine.resize(at_28[None], 40)[0])
     result = predict.evaluate_checkpoint(run_dir / "best.pt", limit=50)  # resized batch by batch
     assert result["n"] == 50
+
+
+def test_fine_tune_config_uses_the_backbone_rate_only_when_everything_trains(monkeypatch, tmp_path):
+    from resnet_core import classroom
+
+    draft = transfer.draft_config("mnist-sample", data.get_spec("mnist-sample").preset, "resnet18", "imagenet", 96)
+    assert (draft.model, draft.pretrained, draft.image_size, draft.dataset) == (
+        "resnet18",
+        "imagenet",
+        96,
+        "mnist-sample",
+    )
+    assert transfer.fine_tune_config(draft, "head", 3, 0.01, 0.1).backbone_lr_scale == 1.0
+    config = transfer.fine_tune_config(draft, "all", 3, 0.01, 0.1)
+    assert (config.trainable, config.epochs, config.backbone_lr_scale) == ("all", 3, 0.1)
+    monkeypatch.setenv(classroom.TEACHER_ENV, "s3cret")
+    monkeypatch.setenv("RESNET_LAB_MAX_WEIGHTS_MB", "1")
+    with pytest.raises(classroom.ClassroomError, match="limited to 1 MB"):
+        transfer.keep_upload(b"0" * (2 * 1024**2), "big.pth", tmp_path)

@@ -1,0 +1,108 @@
+"""The Transfer page's second tab: four transfer strategies launched as one job, then their
+table and chart, refreshed while the runs train (the logic is in ``resnet_core.strategies``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from resnet_core import classroom, data, runs, strategies
+from resnet_core import config as cfg
+from resnet_core.checkpoints import CheckpointError
+from ui.common import actor, checkpoint_label, checkpoints, dataset_label, plain
+from ui.i18n import t
+
+POLL_S = 2.0  # a comparison's table refreshes this often while a run of it is queued or training
+USER_ERRORS = (cfg.ConfigError, classroom.ClassroomError, CheckpointError, ValueError, data.DatasetUnavailable)
+
+
+def launch_form() -> None:
+    """The backbone, target, K and epochs; or, with no finished run yet, a button to train one."""
+    rows = checkpoints()
+    if not rows:
+        st.info(t("compare.no_backbone"))
+        if st.button(t("compare.train_backbone")):
+            try:
+                st.session_state["watch"] = str(runs.launch(strategies.backbone_config(), actor=actor()))
+                st.success(t("transfer.launched"))
+            except USER_ERRORS as err:
+                st.error(plain(err))
+        return
+    with st.form("compare_form"):
+        row = st.selectbox(
+            t("compare.backbone"), rows, index=strategies.default_backbone(rows), format_func=checkpoint_label
+        )
+        names = data.list_datasets()
+        target = st.selectbox(
+            t("transfer.target"), names, index=names.index(strategies.TARGET), format_func=dataset_label
+        )
+        a, b = st.columns(2)
+        k = a.number_input(t("compare.k"), 1, 5000, 50, help=t("compare.k_help"))
+        epochs = b.number_input(t("train.epochs"), 1, 100, strategies.RECIPE["epochs"])
+        go = st.form_submit_button(t("compare.launch"), type="primary")
+    if go:
+        try:
+            backbone = Path(row["path"]) / "best.pt"
+            group = strategies.launch(backbone, target, int(k), actor=actor(), epochs=int(epochs))
+            st.session_state["compare_group"] = group
+        except USER_ERRORS as err:
+            st.error(plain(err))
+
+
+def results(group: str, was_active: bool) -> None:
+    """The comparison's table and chart (a fragment, polled while its runs train)."""
+    rows = strategies.table(group)
+    if was_active and not strategies.active(rows):
+        st.rerun()  # all done: stop polling
+    col = {c: t(f"compare.col.{c}") for c in ("strategy", "state", "epochs", "acc", "best", "trainable", "seconds")}
+    frame = pd.DataFrame(
+        {
+            col["strategy"]: [t(f"compare.strategy.{r['strategy']}") for r in rows],
+            "K": [r["k"] for r in rows],
+            col["state"]: [t(f"state.{r['state']}") for r in rows],
+            col["epochs"]: [f"{r['epochs_done']}/{r['epochs']}" for r in rows],
+            col["acc"]: [r["test_acc"] for r in rows],
+            col["best"]: [r["best_acc"] for r in rows],
+            col["trainable"]: [r["trainable"] for r in rows],
+            col["seconds"]: [r["seconds"] for r in rows],
+        }
+    )
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            col["acc"]: percent,
+            col["best"]: percent,
+            col["trainable"]: st.column_config.NumberColumn(format="localized"),
+        },
+    )
+    done = frame.dropna(subset=[col["acc"]])
+    if len(done):
+        fig = px.bar(
+            done,
+            x=col["strategy"],
+            y=col["acc"],
+            text_auto=".1%",
+            hover_data=[col["trainable"], col["seconds"]],
+            range_y=[0, 1],
+            height=320,
+        )
+        st.plotly_chart(fig, key=f"compare-{group}")
+
+
+def tab() -> None:
+    st.write(t("compare.intro"))
+    launch_form()
+    groups = strategies.groups()
+    if not groups:
+        return
+    mine = st.session_state.get("compare_group")
+    group = st.selectbox(
+        t("compare.group"), groups, index=groups.index(mine) if mine in groups else 0, format_func=strategies.label
+    )
+    active = strategies.active(strategies.table(group))
+    st.fragment(run_every=POLL_S if active else None)(results)(group, active)
