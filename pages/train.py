@@ -39,6 +39,7 @@ with st.form("train_form"):
     device = a.selectbox(t("train.device"), cfg.DEVICES)
     seed = b.number_input(t("train.seed"), 0, 2**31 - 1, preset.seed)
     amp = c.checkbox(t("train.amp"), preset.amp)
+    compiled = c.checkbox(t("train.compile"), preset.compile)
     start = st.form_submit_button(t("train.start"), type="primary")
 if start:
     config = cfg.TrainConfig(
@@ -56,6 +57,7 @@ if start:
             "device": device,
             "seed": int(seed),
             "amp": amp,
+            "compile": compiled,
         }
     )
     try:

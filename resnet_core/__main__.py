@@ -91,7 +91,7 @@ def progress_printer():
                     leave=False,
                     disable=not sys.stderr.isatty(),  # a launched run's train.log gets epoch lines only
                 )
-            state["bar"].update(1)
+            state["bar"].update(event["step"] - state["bar"].n)  # events come every LOG_EVERY_S, not every batch
             state["bar"].set_postfix(loss=f"{event['loss']:.3f}", img_s=f"{event['images_per_s']:.0f}")
         elif kind == "epoch":
             if state["bar"] is not None:

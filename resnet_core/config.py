@@ -49,8 +49,9 @@ class TrainConfig:
     zoom: float = 0.1  # "affine" scales each image by a factor in 1 +- zoom
     seed: int = 0
     device: str = "auto"
-    amp: bool = False  # bfloat16 autocast; used on CUDA only (CPU autocast is slower here)
-    workers: int = 0  # DataLoader workers for folder datasets; in-memory sets need none
+    amp: bool = True  # bfloat16 autocast on CUDA GPUs with bf16; ignored on CPU (most have no bf16 units: slower)
+    compile: bool = False  # torch.compile the model: faster steps on a GPU after a compile of a minute or so
+    workers: int = 0  # DataLoader workers for folders too large to cache; 0 = one per core, at most 4
     image_size: int | None = None  # input side in px; None = the dataset's own size
     pretrained: str | None = None  # None, "imagenet", or a path to a .pt/.pth to start from
     trainable: str = "all"  # "head": only the new head learns; "last-stage": layer4 + head

@@ -68,7 +68,9 @@ def test_a_rush_of_launches_and_resumes_gives_each_run_exactly_one_trainer(lab, 
         assert row["state"] == "finished", (run_dir / "train.log").read_text()
         assert starts(run_dir) == 1
         batches = [(e["epoch"], e["step"]) for e in runs.read_metrics(run_dir, ("batch",))]
-        assert batches == [(0, 1), (0, 2), (0, 3)]  # no line written twice by two trainers
+        # No line written twice by two trainers: each epoch's first and last batch, at most one
+        # more in between (events come every engine.LOG_EVERY_S), in order.
+        assert batches[0] == (0, 1) and batches[-1] == (0, 3) and batches == sorted(set(batches))
 
     for row in runs.list_runs():  # as if each had been stopped: two processes now race to resume it
         runs.update_status(Path(row["path"]), state="stopped")
