@@ -2,7 +2,7 @@
 
     <lab>/runs/20261122-210455-mnist-sample-resnet20/
         config.json    the TrainConfig, written before the process starts
-        status.json    state (queued/running/stopped/finished/failed), pid, progress; replaced atomically
+        status.json    state (queued/running/stopped/finished/failed), pid, GPUs, progress; replaced atomically
         metrics.jsonl  one JSON event per line: start, batch, epoch, end
         best.pt        weights of the best test accuracy so far
         last.pt        everything needed to resume, after every epoch and on stop
@@ -63,7 +63,44 @@ def max_concurrent() -> int:
     configured = os.environ.get("RESNET_LAB_MAX_RUNS")
     if configured:
         return max(1, int(configured))
-    return max(1, torch.cuda.device_count())
+    return max(1, len(server_gpus()))
+
+
+def server_gpus() -> list[str]:
+    """The GPUs runs are placed on, named as a child's ``CUDA_VISIBLE_DEVICES`` names them; [] without CUDA.
+
+    The server's own ``CUDA_VISIBLE_DEVICES`` is mapped through ("2,3": runs get "2" and "3"),
+    since a child's list is read against the machine's, not its parent's. A trainer sees only
+    its own GPU, yet hands the next queued run a GPU as it ends (``train_run``): ``spawn`` gives
+    it the server's list in ``RESNET_LAB_GPUS``, or it would place runs (and count slots) as if
+    the server had one GPU.
+    """
+    if not torch.cuda.is_available():
+        return []
+    shared = os.environ.get("RESNET_LAB_GPUS")
+    if shared:
+        return shared.split(",")
+    count = torch.cuda.device_count()
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    # CUDA stops at the first entry it cannot use, so the first ``count`` are the ones it shows.
+    names = [d.strip() for d in inherited.split(",")] if inherited is not None else [str(i) for i in range(count)]
+    return names[:count]
+
+
+def gpu_load() -> dict[str, int]:
+    """How many training runs hold each of ``server_gpus()``; call under ``transitions()``.
+
+    A run holds the GPUs ``spawn`` recorded in its status (``gpus``) while it is starting or
+    running; one that ended, or whose trainer died (``read_status`` says interrupted), holds none.
+    """
+    load = dict.fromkeys(server_gpus(), 0)
+    if load:
+        for row in list_runs():
+            if row["state"] in STARTED:
+                for gpu in read_status(Path(row["path"])).get("gpus") or []:
+                    if gpu in load:
+                        load[gpu] += 1
+    return load
 
 
 @contextlib.contextmanager
@@ -148,8 +185,11 @@ def dispatch() -> list[Path]:
                 break
             if row["state"] == "queued":
                 status = _raw_status(row["path"])
+                nproc = status.get("nproc", 1)
+                if _waits_for_gpus(nproc):
+                    break  # first in, first out: a later, smaller run does not overtake it
                 try:
-                    spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=status.get("nproc", 1))
+                    spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=nproc)
                 except OSError:
                     continue  # spawn marked it failed: its slot goes to the next run
                 started.append(Path(row["path"]))
@@ -170,7 +210,11 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
     env.update(RESNET_LAB_HOME=str(lab_home()), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath)
     for stale in run_dir.glob(".*.tmp"):  # a save cut short by SIGKILL; no trainer is alive here
         stale.unlink(missing_ok=True)
-    update_status(run_dir, state="resuming" if resume else "starting")
+    with transitions():  # two dispatchers never pick the same GPU: the choice and its record are one step
+        gpus = _pick_gpus(nproc)
+        update_status(run_dir, state="resuming" if resume else "starting", gpus=gpus or None)
+    if gpus:  # each rank takes cuda:LOCAL_RANK of what it sees (engine.resolve_device)
+        env.update(CUDA_VISIBLE_DEVICES=",".join(gpus), RESNET_LAB_GPUS=",".join(server_gpus()))
     # The child starts with SIGTERM/SIGINT blocked (a signal mask survives exec) and unblocks
     # them once its handler is in (``stopping.install``): a stop that arrives while the
     # interpreter starts waits for the handler instead of killing the run. Not for torchrun's
@@ -196,6 +240,30 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
     # The child needs seconds to import torch before its first status write; this is first.
     update_status(run_dir, pid=proc.pid, pid_start=_start_time(proc.pid))
     return proc.pid
+
+
+def _pick_gpus(nproc: int) -> list[str]:
+    """The ``nproc`` GPUs a run starting now takes: those no live run holds, in order; [] without CUDA.
+
+    When fewer are free (``$RESNET_LAB_MAX_RUNS`` above the GPU count: small runs share on
+    purpose), the least held ones are shared rather than the start refused.
+    """
+    load = gpu_load()
+    return sorted(load, key=load.__getitem__)[:nproc]  # a stable sort: free ones in order first
+
+
+def _waits_for_gpus(nproc: int) -> bool:
+    """Whether a queued run of ``nproc`` processes must wait for GPUs although a slot is free.
+
+    ``max_concurrent`` counts runs, and a torchrun run takes one GPU per process: without a
+    ``$RESNET_LAB_MAX_RUNS`` (the teacher's choice to share), one run per GPU means waiting.
+    A run asking for more GPUs than the server has starts once all are free, not never.
+    """
+    if os.environ.get("RESNET_LAB_MAX_RUNS"):
+        return False
+    load = gpu_load()
+    idle = sum(n == 0 for n in load.values())
+    return idle < min(nproc, len(load))
 
 
 def _active_runs(owner: str | None) -> tuple[int, int]:
