@@ -273,7 +273,9 @@ def train_one_epoch(
     use_amp = config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
     logged = {"time": time.perf_counter(), "seen": seen, "loss": loss_sum.clone()}
     for step, (x, y) in enumerate(batches(data, index_lists[start_step:], config.workers, device), start_step):
-        g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step)
+        # Seeded by (seed, epoch, step) for exact resumes, and by rank: under torchrun each
+        # rank's rows get their own shifts, not the same ones as every other rank's.
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step + rank * 7_919)
         x = to_device(x, device)
         y = to_device(y, device)
         x = resize(augment(x, config.augment, config.pad, g, config.rotate, config.zoom), side)
