@@ -1,15 +1,18 @@
 """One dataset registry: bundled samples, torchvision datasets, and folders of the user's images.
 
 Every dataset loads into a :class:`LabData`: uint8 images ``(N, C, H, W)`` in memory (samples
-and torchvision sets, read through torchvision's own classes), or a list of image files
-(folders, decoded lazily). The engine normalises and augments whole batches on the device, so
-no per-image transform pipeline is needed for the in-memory sets.
+and torchvision sets, read through torchvision's own classes; folders that fit
+:func:`cache_budget_mb`, decoded once into ``cache/``), or a list of image files (folders larger
+than that, decoded batch by batch in :func:`stream_workers` DataLoader workers). The engine
+normalises and augments whole batches on the device, so no per-image transform pipeline is
+needed for the in-memory sets.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -86,7 +89,7 @@ class LabData:
     size: int
     targets: torch.Tensor  # int64 (N,)
     images: torch.Tensor | None = None  # uint8 (N, C, H, W) when the split fits in memory
-    files: list[Path] | None = None  # folders: decoded on demand by folders.FolderImages
+    files: list[Path] | None = None  # folders: the image files (decoded by folders.FolderImages if images is None)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -347,17 +350,71 @@ def _as_uint8_nchw(ds) -> tuple[torch.Tensor, torch.Tensor]:
     return data.contiguous(), torch.as_tensor(np.asarray(targets), dtype=torch.int64)
 
 
+def cache_budget_mb() -> float:
+    """How many MB of decoded pixels one folder split may hold in memory: ``$RESNET_LAB_CACHE_MB``,
+    else a quarter of the machine's memory, at most 4096 MB (0 streams every folder).
+
+    A quarter, because the app, the trainers and the page cache share the server, and a trainer
+    holds its train and test splits at once (half the memory at worst). At most 4 GB (~28,000
+    photos at 224 px), because the process that builds a cache holds it whole before writing it,
+    and it is as much disk again in the lab folder.
+    """
+    default = min(_memory_mb() / 4, 4096)
+    try:
+        value = float(os.environ.get("RESNET_LAB_CACHE_MB", default))
+    except ValueError:
+        value = math.nan
+    # A typo in the server's environment must not take the class down: it gets the default.
+    return max(0.0, value) if math.isfinite(value) else default
+
+
+def _memory_mb() -> float:
+    """Physical memory, or a container's cgroup limit when lower; 4096 MB where neither is known."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return 4096.0
+    try:  # cgroup v2: "max" or a byte count
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        total = min(total, int(limit)) if limit.isdigit() else total
+    except OSError:
+        pass
+    return total / 2**20
+
+
+def stream_workers(config_workers: int) -> int:
+    """DataLoader workers for a folder split that streams: ``config_workers`` when set (> 0), else
+    one per core but one left for training, at most 4; 0 (decode in the main process) on one core."""
+    if config_workers > 0:
+        return config_workers
+    cpus = folders.usable_cpus()
+    return 0 if cpus <= 1 else max(1, min(4, cpus - 1))
+
+
+def _folder_split(spec: DatasetSpec, split: str, decode: bool = True) -> LabData:
+    """A folder's split: images decoded once through the cache when they fit the budget (and
+    ``decode``), the files kept either way for the galleries' names."""
+    index = folders.read_index(data_root(), spec.name)
+    files, targets = folders.split_files(data_root(), spec.name, index, split)
+    images = None
+    if decode:
+        budget = int(cache_budget_mb() * 2**20)
+        images = folders.cached_images(data_root(), spec.name, split, files, spec.size, 3, budget)
+    targets = torch.tensor(targets, dtype=torch.int64)
+    return LabData(spec.name, split, list(spec.classes), 3, spec.size, targets, images, files)
+
+
 def load_dataset(name: str, split: str = "train", download: bool = True) -> LabData:
-    """Load one split. Raises :class:`DatasetUnavailable` with a sentence when it cannot."""
+    """Load one split. Raises :class:`DatasetUnavailable` with a sentence when it cannot.
+
+    A folder's first load decodes it into its cache (minutes for thousands of photos on a few
+    cores) unless it exceeds :func:`cache_budget_mb`; later loads map the cache in milliseconds.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}.")
     spec = get_spec(name)
     if spec.kind == "folder":
-        index = folders.read_index(data_root(), name)
-        files, targets = folders.split_files(data_root(), name, index, split)
-        return LabData(
-            name, split, list(spec.classes), 3, spec.size, torch.tensor(targets, dtype=torch.int64), files=files
-        )
+        return _folder_split(spec, split)
     images, targets = _as_uint8_nchw(_torchvision_split(spec, split, download))
     if spec.name == "stl10":  # STL10's unlabelled -1 rows only appear in other splits
         keep = targets >= 0
@@ -421,8 +478,11 @@ def describe(name: str, download: bool = False) -> DatasetInfo:
     if not info.present and not download:
         return info
     info.counts = {}
-    for split in SPLITS:
-        targets = load_dataset(name, split, download=download).targets
+    for split in SPLITS:  # counts only: a folder is not decoded here (adding one stays quick)
+        if spec.kind == "folder":
+            targets = _folder_split(spec, split, decode=False).targets
+        else:
+            targets = load_dataset(name, split, download=download).targets
         info.counts[split] = torch.bincount(targets, minlength=len(spec.classes)).tolist()
     info.mean, info.std = normalization(name)
     info.present = True
