@@ -116,8 +116,10 @@ def test_evaluate_confusion_matrix_adds_up(lab, trained_run):
     assert len(result["per_class"]) == 10 and len(result["predictions"]) == 300
 
 
-def test_training_on_a_folder_of_images_with_loader_workers(lab, tmp_path):
+def test_training_on_a_folder_of_images_with_loader_workers(lab, tmp_path, monkeypatch):
     from resnet_core import data
+
+    monkeypatch.setenv("RESNET_LAB_CACHE_MB", "0")  # a folder too large to cache streams through workers
     from tests.test_data import make_folder
 
     data.add_folder("animals", make_folder(tmp_path / "animals", per_class=12))

@@ -130,8 +130,10 @@ def test_confused_pairs_of_the_real_model(result, brute):
         assert r["share"] == pytest.approx(conf[r["actual"], r["predicted"]] / conf[r["actual"]].sum())
 
 
-def test_a_folder_dataset_is_decoded_only_for_the_images_shown(lab, tmp_path):
+def test_a_folder_dataset_is_decoded_only_for_the_images_shown(lab, tmp_path, monkeypatch):
     from tests.test_folders import png_folder
+
+    monkeypatch.setenv("RESNET_LAB_CACHE_MB", "0")  # too large to cache: it streams
 
     data.add_folder("pets", png_folder(tmp_path / "pets", per_class=10))
     test = data.load_dataset("pets", "test")
