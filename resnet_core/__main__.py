@@ -244,16 +244,17 @@ def cmd_export(args) -> int:
 
 
 def _backbone(args, echo) -> Path:
-    """``--backbone``, else the newest finished run on ``--source``, else a run of its preset now."""
-    from resnet_core import data, runs
+    """``--backbone``, else the newest finished run on ``--source`` (one with stages first), else
+    a ResNet-20 trained on it now (:func:`strategies.backbone_config`)."""
+    from resnet_core import runs, strategies
 
     if args.backbone:
         return Path(args.backbone)
-    for row in runs.list_runs():
-        if row["dataset"] == args.source and row["state"] == "finished" and row["has_best"]:
-            return Path(row["path"]) / "best.pt"
-    print(f"no finished {args.source} run: training its preset first", flush=True)
-    run_dir = runs.create(TrainConfig(**{**data.get_spec(args.source).preset, "dataset": args.source}))
+    done = [r for r in runs.list_runs() if r["dataset"] == args.source and r["state"] == "finished" and r["has_best"]]
+    if done:
+        return Path(done[strategies.default_backbone(done, args.source)]["path"]) / "best.pt"
+    print(f"no finished {args.source} run: training a ResNet-20 on it first", flush=True)
+    run_dir = runs.create(strategies.backbone_config(args.source))
     runs.train_run(run_dir, echo=echo)
     return run_dir / "best.pt"
 

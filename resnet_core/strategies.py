@@ -68,14 +68,24 @@ def launch(backbone: str | Path, target: str, k: int = 50, actor=None, **recipe)
     return next(iter(chosen.values())).extra["group"]
 
 
-def backbone_config() -> TrainConfig:
-    """The backbone a first comparison needs: the mnist-sample preset, as the Train page runs it."""
-    return TrainConfig(**{**data.get_spec(SOURCE).preset, "dataset": SOURCE})
+# The backbone a first comparison trains: a ResNet-20 on the source (5 epochs of its preset's
+# recipe, ~98.7 %). Not the source's preset model, the tutorial net: it has no stages, so its
+# comparison would lack the "last stage" run.
+BACKBONE_MODEL, BACKBONE_EPOCHS = "resnet20", 5
 
 
-def default_backbone(rows: list[dict]) -> int:
-    """Index of the run to offer first as backbone: the newest on the source dataset, else the newest."""
-    return next((i for i, r in enumerate(rows) if r.get("dataset") == SOURCE), 0)
+def backbone_config(source: str = SOURCE) -> TrainConfig:
+    """The backbone a first comparison needs: a ResNet-20 on ``source``, with its preset's recipe."""
+    preset = data.get_spec(source).preset
+    return TrainConfig(**{**preset, "dataset": source, "model": BACKBONE_MODEL, "epochs": BACKBONE_EPOCHS})
+
+
+def default_backbone(rows: list[dict], source: str = SOURCE) -> int:
+    """Index of the run to offer first as backbone: the newest on ``source`` whose model has
+    stages (all four strategies run), else the newest on ``source``, else the newest."""
+    staged = {m for family in ("cifar", "torchvision") for m in models.list_models(family)}
+    on_source = [i for i, r in enumerate(rows) if r.get("dataset") == source]
+    return next((i for i in on_source if rows[i].get("model") in staged), on_source[0] if on_source else 0)
 
 
 def active(rows: list[dict]) -> bool:

@@ -70,10 +70,15 @@ def test_an_unknown_target_names_the_valid_ones(trained_run, lab):
         strategies.configs(trained_run / "best.pt", "fashion-sampel")
 
 
-def test_the_page_helpers_pick_the_mnist_backbone_and_a_mnist_preset():
+def test_the_page_helpers_pick_an_mnist_backbone_with_stages():
     rows = [{"dataset": "fashion-sample"}, {"dataset": "mnist-sample"}, {"dataset": "mnist-sample"}]
     assert strategies.default_backbone(rows) == 1 and strategies.default_backbone([{"dataset": "x"}]) == 0
+    # The newest MNIST run of the tutorial net (no stages: no "last stage" run) gives way to a ResNet.
+    rows = [{"dataset": "mnist-sample", "model": "mini_residual"}, {"dataset": "mnist-sample", "model": "resnet20"}]
+    assert strategies.default_backbone(rows) == 1
+    assert strategies.default_backbone(rows[:1]) == 0
     config = strategies.backbone_config()
-    assert (config.dataset, config.model) == ("mnist-sample", data.get_spec("mnist-sample").preset["model"])
+    assert (config.dataset, config.model, config.epochs) == ("mnist-sample", "resnet20", 5)
+    assert config.lr == data.get_spec("mnist-sample").preset["lr"]
     assert strategies.active([{"state": "finished"}, {"state": "queued"}])
     assert not strategies.active([{"state": "finished"}, {"state": "failed"}])
