@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-SAME_MODEL = ["--model", "mini_residual", "--epochs", "4", "--lr", "0.1", "--augment", "none"]
+SAME_MODEL = ["--model", "mini_residual", "--epochs", "2", "--augment", "none"]  # 98 % after epoch 1
 CONTENDERS = {
     # name: (command after the interpreter, target accuracy)
     "tutorial": (["benchmarks/tutorial_baseline.py", "--epochs", "20", "--target", "0.97"], 0.97),

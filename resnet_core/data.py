@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 
 from resnet_core import folders
 from resnet_core.checkpoints import atomic_write_text
@@ -150,7 +149,15 @@ _MNIST_SAMPLE_PRESET = dict(_MNIST_PRESET, model="mini_residual", epochs=8)
 _PHOTO_PRESET = dict(_MNIST_PRESET, epochs=30, batch_size=128, augment="crop+flip", pad=4)
 _CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _STL_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
-_tvd = torchvision.datasets
+# torchvision's class names (tests/test_data.py checks them against torchvision.datasets), written
+# out so that importing this module does not import torchvision: that import loads all of it,
+# models and ops and torch._dynamo with them, about as long again as torch itself, in every
+# trainer's start-up, and a bundled sample needs none of it (see _read_idx).
+_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_MNIST_CLASSES = tuple(f"{i} - {word}" for i, word in enumerate(_NUMBERS))
+_FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
+_FASHION_CLASSES += ("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+_KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 
 BUILTIN: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -159,7 +166,7 @@ BUILTIN: dict[str, DatasetSpec] = {
             "mnist-sample",
             "sample",
             "MNIST sample (10,000 digits, bundled)",
-            tuple(_tvd.MNIST.classes),
+            _MNIST_CLASSES,
             1,
             28,
             "MNIST",
@@ -171,7 +178,7 @@ BUILTIN: dict[str, DatasetSpec] = {
             "fashion-sample",
             "sample",
             "Fashion-MNIST sample (14,000 images, bundled)",
-            tuple(_tvd.FashionMNIST.classes),
+            _FASHION_CLASSES,
             1,
             28,
             "FashionMNIST",
@@ -183,7 +190,7 @@ BUILTIN: dict[str, DatasetSpec] = {
             "mnist",
             "torchvision",
             "MNIST (70,000 digits, download)",
-            tuple(_tvd.MNIST.classes),
+            _MNIST_CLASSES,
             1,
             28,
             "MNIST",
@@ -195,7 +202,7 @@ BUILTIN: dict[str, DatasetSpec] = {
             "fashion-mnist",
             "torchvision",
             "Fashion-MNIST (70,000 images, download)",
-            tuple(_tvd.FashionMNIST.classes),
+            _FASHION_CLASSES,
             1,
             28,
             "FashionMNIST",
@@ -207,7 +214,7 @@ BUILTIN: dict[str, DatasetSpec] = {
             "kmnist",
             "torchvision",
             "Kuzushiji-MNIST (70,000 characters, download)",
-            tuple(_tvd.KMNIST.classes),
+            _KMNIST_CLASSES,
             1,
             28,
             "KMNIST",
@@ -323,7 +330,29 @@ def _offline_sentence(spec: DatasetSpec, root: Path, err: Exception) -> str:
     )
 
 
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format): a zero word, the type code 8 (uint8), the number of
+    dimensions, their sizes as big-endian int32, then the bytes. The bundled samples are read
+    here rather than by torchvision.datasets.MNIST so a trainer on them never imports
+    torchvision; tests/test_data.py checks the result against torchvision's reader."""
+    raw = path.read_bytes()
+    if raw[:3] != b"\x00\x00\x08":
+        raise DatasetUnavailable(f"{path} is not an IDX file of bytes; delete it to unpack the bundled sample again.")
+    dims = np.frombuffer(raw, ">i4", count=raw[3], offset=4)
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
+
+
+def _sample_split(spec: DatasetSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    raw = _unpack_sample(spec) / spec.tv_class / "raw"
+    prefix = "train" if split == "train" else "t10k"
+    images = _read_idx(raw / f"{prefix}-images-idx3-ubyte")
+    labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte")
+    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
 def _torchvision_split(spec: DatasetSpec, split: str, download: bool):
+    import torchvision  # only for downloads and full datasets: see _MNIST_CLASSES
+
     root = _unpack_sample(spec) if spec.kind == "sample" else dataset_dir(spec.name)
     cls = getattr(torchvision.datasets, spec.tv_class)
     kwargs = {"split": split} if spec.tv_class in ("SVHN", "STL10") else {"train": split == "train"}
@@ -421,7 +450,10 @@ def load_dataset(name: str, split: str = "train", download: bool = True) -> LabD
     spec = get_spec(name)
     if spec.kind == "folder":
         return _folder_split(spec, split)
-    images, targets = _as_uint8_nchw(_torchvision_split(spec, split, download))
+    if spec.kind == "sample":
+        images, targets = _sample_split(spec, split)
+    else:
+        images, targets = _as_uint8_nchw(_torchvision_split(spec, split, download))
     if spec.name == "stl10":  # STL10's unlabelled -1 rows only appear in other splits
         keep = targets >= 0
         images, targets = images[keep], targets[keep]

@@ -25,14 +25,13 @@ import zipfile
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version as _version
 from pathlib import Path
 
 import numpy as np
 import PIL
 import torch
-import torchvision
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from resnet_core import imaging
 from resnet_core.checkpoints import CheckpointError, _atomic, atomic_write_text
@@ -48,6 +47,14 @@ DEFAULT_SIZE = 224  # ImageNet's, so pretrained backbones see what they were tra
 
 class FolderError(ValueError):
     """A folder or zip that is not a dataset; the message says what shape is expected."""
+
+
+def image_extensions() -> tuple[str, ...]:
+    """The file endings torchvision's ImageFolder reads, imported when a folder is scanned: a
+    trainer on a bundled sample never imports torchvision (see data._MNIST_CLASSES)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return IMG_EXTENSIONS
 
 
 def folders_dir(root: Path) -> Path:
@@ -225,7 +232,7 @@ def _scan_classes(split_root: Path, skipped: Counter) -> dict[str, list[Path]]:
                 continue
             if any(_hidden(part) for part in path.relative_to(entry).parts):
                 skipped["hidden or __MACOSX"] += 1
-            elif path.suffix.lower() not in IMG_EXTENSIONS:
+            elif path.suffix.lower() not in image_extensions():
                 skipped["not an image file"] += 1
             elif not _readable(path):
                 skipped["unreadable or corrupt image"] += 1
@@ -419,7 +426,7 @@ def cache_key(files: list[Path], size: int, channels: int) -> str | None:
     may be edited after it was added), the side, the channels, and the decoders' versions.
     Labels are not in it: targets are read from the index on every load, never from the cache.
     """
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, size, channels, PIL.__version__, torchvision.__version__]).encode())
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, size, channels, PIL.__version__, _version("torchvision")]).encode())
     try:
         for f in files:
             st = f.stat()

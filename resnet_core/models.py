@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _torchvision():
+def load_torchvision():
     """torchvision, imported when a model of its own is asked for: importing it loads all of it
     (models, ops and with them torch._dynamo), a second or more of every trainer's start-up that
     the CIFAR-style nets and the tutorial net do not need."""
@@ -193,14 +193,14 @@ def imagenet_preprocessing(arch: str) -> Weights:
     size), read from the weights' own transforms rather than hard-coded; no download, no state."""
     if not get_spec(arch).pretrained:
         raise ValueError(f"{arch} has no ImageNet weights; models that do: {', '.join(with_imagenet_weights())}.")
-    prep = _torchvision().models.get_model_weights(arch).DEFAULT.transforms()
+    prep = load_torchvision().models.get_model_weights(arch).DEFAULT.transforms()
     return Weights({}, tuple(prep.mean), tuple(prep.std), int(prep.crop_size[0]), f"{arch} ImageNet weights")
 
 
 def imagenet_weights(arch: str) -> Weights:
     """torchvision's default ImageNet weights for ``arch``, from the hub cache or the network."""
     prep = imagenet_preprocessing(arch)
-    weights = _torchvision().models.get_model_weights(arch).DEFAULT
+    weights = load_torchvision().models.get_model_weights(arch).DEFAULT
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
     except (OSError, RuntimeError) as err:  # URLError is an OSError
@@ -215,7 +215,7 @@ def imagenet_weights(arch: str) -> Weights:
 def _torchvision_builder(arch: str) -> Callable[..., nn.Module]:
     def build(num_classes: int, in_channels: int, image_size: int, small_input: bool | None) -> nn.Module:
         small = image_size <= 64 if small_input is None else small_input
-        model = _torchvision().models.get_model(arch, weights=None, num_classes=num_classes)
+        model = load_torchvision().models.get_model(arch, weights=None, num_classes=num_classes)
         return adapt_stem(model, in_channels, small)
 
     return build
@@ -228,7 +228,7 @@ def _vgg(num_classes: int, in_channels: int, image_size: int, small_input: bool 
     parameter-free layer: the weights' names do not move); the adaptive pool then spreads the
     1x1 or 2x2 map over the 7x7 grid the classifier expects.
     """
-    model = _torchvision().models.vgg16_bn(weights=None, num_classes=num_classes)
+    model = load_torchvision().models.vgg16_bn(weights=None, num_classes=num_classes)
     if image_size <= 64 if small_input is None else small_input:
         model.features[-1] = nn.Identity()
     if in_channels != 3:

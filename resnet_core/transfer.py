@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from resnet_core import models
@@ -71,7 +70,7 @@ def source_weights(config, shapes_only: bool = False) -> models.Weights | None:
             return models.imagenet_weights(config.model)
         prep = models.imagenet_preprocessing(config.model)
         with torch.device("meta"):
-            state = torchvision.models.get_model(config.model, weights=None).state_dict()
+            state = models.load_torchvision().models.get_model(config.model, weights=None).state_dict()
         return models.Weights(state, prep.mean, prep.std, prep.image_size, prep.label)
     path = Path(config.pretrained)
     state, meta = load_weights_file(path)

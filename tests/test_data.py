@@ -17,7 +17,7 @@ from resnet_core import data, folders
     ("name", "tv_class", "train", "test"),
     [("mnist-sample", "MNIST", 8000, 2000), ("fashion-sample", "FashionMNIST", 12000, 2000)],
 )
-def test_samples_are_read_by_torchvision_itself(lab, name, tv_class, train, test):
+def test_samples_read_as_torchvision_reads_them(lab, name, tv_class, train, test):
     data.load_dataset(name, "train")  # unpacks into the lab
     root = data.dataset_dir(name)
     cls = getattr(torchvision.datasets, tv_class)
@@ -25,7 +25,17 @@ def test_samples_are_read_by_torchvision_itself(lab, name, tv_class, train, test
     assert (len(tv_train), len(tv_test)) == (train, test)
     image, label = tv_test[0]
     assert image.size == (28, 28) and 0 <= label < 10
-    assert torch.equal(data.load_dataset(name, "test").images[:, 0], tv_test.data)
+    # Our own IDX reader (no torchvision import in a trainer) against torchvision's, both splits.
+    for ours, theirs in ((data.load_dataset(name, "test"), tv_test), (data.load_dataset(name, "train"), tv_train)):
+        assert torch.equal(ours.images[:, 0], theirs.data) and torch.equal(ours.targets, theirs.targets)
+        assert ours.images.dtype == torch.uint8 and ours.targets.dtype == torch.int64
+    assert tuple(data.get_spec(name).classes) == tuple(cls.classes)
+
+
+def test_written_out_class_names_are_torchvisions():
+    assert data.get_spec("kmnist").classes == tuple(torchvision.datasets.KMNIST.classes)
+    assert data.get_spec("mnist").classes == tuple(torchvision.datasets.MNIST.classes)
+    assert data.get_spec("fashion-mnist").classes == tuple(torchvision.datasets.FashionMNIST.classes)
 
 
 def test_splits_are_stratified_and_disjoint(lab):
