@@ -88,6 +88,11 @@ def main() -> None:
     args = parser.parse_args()
     load = os.getloadavg()[0]  # other work on the box slows every contender; say how much there was
     with tempfile.TemporaryDirectory(prefix="resnet-lab-tta-") as home:
+        # The samples are unpacked into the lab before any clock starts: the first contender
+        # would otherwise pay for it alone.
+        env = {**os.environ, "RESNET_LAB_HOME": home}
+        unpack = "from resnet_core import data; [data.load_dataset(n) for n in ('mnist-sample', 'fashion-sample')]"
+        subprocess.run([sys.executable, "-c", unpack], cwd=ROOT, env=env, check=True)
         results = {name: race(name, Path(home)) for name in args.only}
     tutorial = results.get("tutorial", {}).get("time_to_target_s")
     summary = {

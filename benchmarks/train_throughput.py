@@ -55,6 +55,8 @@ def engine(model: str, batches: int, home: Path) -> float:
     for before, event in zip(steps, steps[1:]):
         n = (event["step"] - before["step"]) * 64
         images, seconds = images + n, seconds + n / event["images_per_s"]
+    if not seconds:
+        raise SystemExit(f"{model}: too few batch events to time; raise its batch count in BATCHES.")
     return round(images / seconds, 1)
 
 

@@ -334,19 +334,36 @@ def _read_idx(path: Path) -> np.ndarray:
     """An IDX file (MNIST's format): a zero word, the type code 8 (uint8), the number of
     dimensions, their sizes as big-endian int32, then the bytes. The bundled samples are read
     here rather than by torchvision.datasets.MNIST so a trainer on them never imports
-    torchvision; tests/test_data.py checks the result against torchvision's reader."""
+    torchvision; tests/test_data.py checks the result against torchvision's reader.
+    Raises ValueError for anything else (a file cut short, a stray byte)."""
     raw = path.read_bytes()
-    if raw[:3] != b"\x00\x00\x08":
-        raise DatasetUnavailable(f"{path} is not an IDX file of bytes; delete it to unpack the bundled sample again.")
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or len(raw) < 4 + 4 * raw[3]:
+        raise ValueError(f"{path} is not an IDX file of bytes")
     dims = np.frombuffer(raw, ">i4", count=raw[3], offset=4)
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
+    body = 4 + 4 * raw[3]
+    if len(raw) - body != int(np.prod(dims)):
+        raise ValueError(f"{path} holds {len(raw) - body} bytes, not the {int(np.prod(dims))} its header says")
+    return np.frombuffer(raw, np.uint8, offset=body).reshape(dims)
 
 
 def _sample_split(spec: DatasetSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    raw = _unpack_sample(spec) / spec.tv_class / "raw"
+    """A bundled sample's split, from the IDX files unpacked into the lab. A damaged unpacked
+    file (a disk that filled up, a hand edit) is unpacked again from the bundled copy."""
     prefix = "train" if split == "train" else "t10k"
-    images = _read_idx(raw / f"{prefix}-images-idx3-ubyte")
-    labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte")
+    for attempt in (1, 2):
+        raw = _unpack_sample(spec) / spec.tv_class / "raw"
+        paths = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+        try:
+            images, labels = _read_idx(paths[0]), _read_idx(paths[1])
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise ValueError(f"{paths[0]} and {paths[1]} do not hold one label per image")
+            break
+        except ValueError as err:
+            if attempt == 2:
+                message = f"The bundled {spec.name} sample cannot be read ({err}); reinstall ResNet Lab."
+                raise DatasetUnavailable(message) from err
+            for path in paths:
+                path.unlink(missing_ok=True)
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 

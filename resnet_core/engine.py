@@ -82,7 +82,7 @@ def batch_indices(n: int, batch_size: int, seed: int, epoch: int, drop_last: boo
 def fetch(data: data_mod.LabData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images and int64 labels for the given rows (folders decode their files here)."""
     if data.images is not None:
-        idx = idx.to(data.images.device)
+        idx = to_device(idx, data.images.device)
         return data.images[idx], data.targets[idx]
     ds = data.dataset()
     items = [ds[int(i)] for i in idx]
@@ -100,7 +100,7 @@ def batches(data: data_mod.LabData, index_lists: list[torch.Tensor], workers: in
     loader = torch.utils.data.DataLoader(
         data.dataset(),
         batch_sampler=[idx.tolist() for idx in index_lists],
-        num_workers=data_mod.stream_workers(workers),
+        num_workers=workers,
         pin_memory=device is not None and torch.device(device).type == "cuda",
         persistent_workers=False,
     )
@@ -112,9 +112,9 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     only from pinned (page-locked) memory, so a CUDA-bound batch is pinned first."""
     if t.device == device:
         return t
-    if device.type == "cuda" and not t.is_pinned():
-        t = t.pin_memory()
-    return t.to(device, non_blocking=True)
+    if device.type != "cuda":  # MPS: a non-blocking copy from pageable memory can read it after it is freed
+        return t.to(device)
+    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
 
 
 def on_device(d: data_mod.LabData, device: torch.device, share: float = 0.25) -> data_mod.LabData:
@@ -146,7 +146,7 @@ def affine(x: torch.Tensor, pad: int, rotate: float, zoom: float, generator: tor
     scale = 1 + r[1] * zoom
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # output -> input, so 1 / scale
     theta = torch.stack([cos, -sin, r[2] * 2 * pad / w, sin, cos, r[3] * 2 * pad / h], 1).view(b, 2, 3)
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    grid = F.affine_grid(to_device(theta, x.device), list(x.shape), align_corners=False)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
@@ -163,7 +163,7 @@ def augment(
     if "affine" in kind:
         x = affine(x, pad, rotate, zoom, generator)
     if "crop" in kind and pad > 0:
-        shift = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(x.device)
+        shift = to_device(torch.randint(0, 2 * pad + 1, (2, b), generator=generator), x.device)
         padded = F.pad(x, (pad, pad, pad, pad))
         rows = (torch.arange(h, device=x.device)[None, :] + shift[0][:, None])[:, None, :, None]
         cols = (torch.arange(w, device=x.device)[None, :] + shift[1][:, None])[:, None, None, :]
@@ -171,7 +171,7 @@ def augment(
         chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
         x = padded[batch, chan, rows, cols]
     if "flip" in kind:
-        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)[:, None, None, None]
+        flip = to_device(torch.rand(b, generator=generator) < 0.5, x.device)[:, None, None, None]
         x = torch.where(flip, x.flip(3), x)
     return x
 
@@ -270,12 +270,14 @@ def train_one_epoch(
     correct = torch.tensor(int(partial["correct"]), device=device)
     seen = int(partial["seen"])
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    use_amp = config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    # Native bf16 only (compute capability 8+): on a T4 or V100 it is emulated, slower than fp32.
+    use_amp = config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     logged = {"time": time.perf_counter(), "seen": seen, "loss": loss_sum.clone()}
-    for step, (x, y) in enumerate(batches(data, index_lists[start_step:], config.workers, device), start_step):
+    workers = data_mod.stream_workers(config.workers)
+    for step, (x, y) in enumerate(batches(data, index_lists[start_step:], workers, device), start_step):
         # Seeded by (seed, epoch, step) for exact resumes, and by rank: under torchrun each
         # rank's rows get their own shifts, not the same ones as every other rank's.
-        g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step + rank * 7_919)
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step + rank * 2**40)
         x = to_device(x, device)
         y = to_device(y, device)
         x = resize(augment(x, config.augment, config.pad, g, config.rotate, config.zoom), side)
@@ -293,10 +295,11 @@ def train_one_epoch(
         loss_sum += loss.detach().float() * n
         correct += (logits.argmax(1) == y).sum()
         seen += n
-        now = time.perf_counter()
         last = step + 1 == steps
-        if callback and rank == 0 and (last or step == start_step or now - logged["time"] >= LOG_EVERY_S):
+        due = last or step == start_step or time.perf_counter() - logged["time"] >= LOG_EVERY_S
+        if callback and rank == 0 and due:
             interval = (loss_sum - logged["loss"]).item()  # the one host sync of this interval
+            now = time.perf_counter()  # after the sync: the device's work is done and counted
             images = seen - logged["seen"]
             callback(
                 {
@@ -309,10 +312,10 @@ def train_one_epoch(
                     "images_per_s": round(images * size / max(now - logged["time"], 1e-9), 1),
                 }
             )
-            logged = {"time": time.perf_counter(), "seen": seen, "loss": loss_sum.clone()}
+            logged = {"time": now, "seen": seen, "loss": loss_sum.clone()}  # the callback's time counts too
         # Under torchrun the ranks agree on stopping with a collective: every STOP_CHECK_EVERY
         # steps, at the same step on every rank, so it costs no per-batch sync either.
-        if (size == 1 or (step + 1) % STOP_CHECK_EVERY == 0) and _agree_to_stop(should_stop):
+        if (size == 1 or last or (step + 1) % STOP_CHECK_EVERY == 0) and _agree_to_stop(should_stop):
             sums = {"loss": float(loss_sum), "correct": int(correct), "seen": seen}
             return {**sums, "stopped": True, "next_step": step + 1, "steps": steps}
     sums = {"loss": float(loss_sum), "correct": int(correct), "seen": seen}
@@ -533,7 +536,10 @@ def fit(
             save("last.pt", epoch, out["next_step"], {k: out[k] for k in ("loss", "correct", "seen")})
             stopped = True
             break
-        result = evaluate(module, test, device, stats, side=side)  # every rank holds the same weights
+        if size > 1:  # batch-norm statistics are per rank after the last step: all score rank 0's, which is saved
+            for buffer in module.buffers():
+                dist.broadcast(buffer, 0)
+        result = evaluate(module, test, device, stats, side=side)
         row = {
             "epoch": epoch + 1,
             "train_loss": out["loss"] / max(out["seen"], 1),

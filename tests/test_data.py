@@ -157,3 +157,15 @@ def test_folder_errors_are_sentences(lab, tmp_path, make):
         with pytest.raises(folders.FolderError, match="lowercase"):
             data.add_folder("Bad Name!", tmp_path)
     assert data.list_datasets("folder") == []
+
+
+@pytest.mark.parametrize(
+    "damage", [lambda b: b[:-100], lambda b: b[:10], lambda b: b[:3], lambda b: b"", lambda b: b + b"x"]
+)
+def test_a_damaged_unpacked_sample_is_unpacked_again(lab, damage):
+    data.load_dataset("mnist-sample", "test")
+    raw = data.dataset_dir("mnist-sample") / "MNIST" / "raw"
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(damage((raw / name).read_bytes()))
+        test = data.load_dataset("mnist-sample", "test")
+        assert test.images.shape == (2000, 1, 28, 28) and len(test.targets) == 2000

@@ -80,5 +80,10 @@ def test_the_page_helpers_pick_an_mnist_backbone_with_stages():
     config = strategies.backbone_config()
     assert (config.dataset, config.model, config.epochs) == ("mnist-sample", "resnet20", 5)
     assert config.lr == data.get_spec("mnist-sample").preset["lr"]
+    fashion = strategies.backbone_config("fashion-sample")  # a preset with stages is trained as it is
+    assert (
+        fashion.to_dict()
+        == TrainConfig(**{**data.get_spec("fashion-sample").preset, "dataset": "fashion-sample"}).to_dict()
+    )
     assert strategies.active([{"state": "finished"}, {"state": "queued"}])
     assert not strategies.active([{"state": "finished"}, {"state": "failed"}])

@@ -22,15 +22,17 @@ USER_ERRORS = (cfg.ConfigError, classroom.ClassroomError, CheckpointError, Value
 def launch_form() -> None:
     """The backbone, target, K and epochs; or, with no finished run yet, a button to train one."""
     rows = checkpoints()
-    if not rows:
-        st.info(t("compare.no_backbone"))
+    if not any(r.get("model") in strategies.staged_models() for r in rows):
+        # None yet, or only networks without stages (the mnist-sample preset is the tutorial net).
+        st.info(t("compare.no_backbone" if not rows else "compare.no_staged_backbone"))
         if st.button(t("compare.train_backbone")):
             try:
                 st.session_state["watch"] = str(runs.launch(strategies.backbone_config(), actor=actor()))
                 st.success(t("transfer.launched"))
             except USER_ERRORS as err:
                 st.error(plain(err))
-        return
+        if not rows:
+            return
     with st.form("compare_form"):
         row = st.selectbox(
             t("compare.backbone"), rows, index=strategies.default_backbone(rows), format_func=checkpoint_label
