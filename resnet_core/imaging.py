@@ -169,12 +169,18 @@ def otsu(values: np.ndarray, bins: int = 256) -> float:
 
 
 def _working_copy(image: Image.Image) -> np.ndarray:
-    """float32 (H, W, 3) in [0, 1], long side at most ``WORK_SIDE`` (box-averaged, which also averages noise)."""
+    """uint8 (H, W, 3), long side at most ``WORK_SIDE`` (box-averaged, which also averages noise)."""
     scale = WORK_SIDE / max(image.size)
     if scale < 1:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.BOX)
-    return np.asarray(image, dtype=np.float32) / 255
+    return np.array(image)  # a copy: steps are handed out to pages
+
+
+def _max3(a: np.ndarray) -> np.ndarray:
+    """The largest of the last axis's three values: ``a.max(-1)`` without numpy's slow reduction
+    over an axis of three (4.8 ms against 0.3 ms for two elementwise maxima, 320 x 240 x 3)."""
+    return np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
 
 
 def _border(a: np.ndarray, width: int) -> np.ndarray:
@@ -196,16 +202,21 @@ def _closing_background(rgb: np.ndarray, k: int) -> np.ndarray:
     small = rgb[: h // f * f, : w // f * f].reshape(h // f, f, w // f, f, 3).mean((1, 3))
     ks = max(3, round(k / f))
     closed = ndimage.grey_closing(small, size=(ks, ks, 1), mode="nearest")
-    zoom = (h / closed.shape[0], w / closed.shape[1], 1)
-    return ndimage.zoom(closed, zoom, order=1, mode="nearest", grid_mode=True)[:h, :w]
+    # Back to full size by linear interpolation between pixel centres, edges held. Pillow's bilinear,
+    # when enlarging, is exactly that: scipy's ndimage.zoom(order=1, grid_mode=True, mode="nearest")
+    # within 2e-7 and a tenth of its time (1.5 ms against 15 CPU-ms for 320 x 240).
+    return np.stack([_resize(closed[..., c], w, h, Image.Resampling.BILINEAR) for c in range(3)], -1)
 
 
-def _surface(rgb: np.ndarray, use: np.ndarray) -> np.ndarray:
-    """Least-squares quadratic surface per channel through the pixels in ``use`` (gradient and vignetting)."""
-    h, w = rgb.shape[:2]
+def _quadratic_basis(h: int, w: int) -> np.ndarray:
+    """(H, W, 6): 1, u, v, u², v², uv at each pixel, u and v from -0.5 to 0.5 across the image."""
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     u, v = u / w - 0.5, v / h - 0.5
-    basis = np.stack([np.ones_like(u), u, v, u * u, v * v, u * v], -1)
+    return np.stack([np.ones_like(u), u, v, u * u, v * v, u * v], -1)
+
+
+def _surface(rgb: np.ndarray, use: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Least-squares quadratic surface per channel through the pixels in ``use`` (gradient and vignetting)."""
     rows = np.flatnonzero(use.ravel())
     rows = rows[:: max(1, len(rows) // 4000)]  # 4000 pixels pin six coefficients down
     coef, *_ = np.linalg.lstsq(basis.reshape(-1, 6)[rows], rgb.reshape(-1, 3)[rows], rcond=None)
@@ -218,16 +229,17 @@ def _surface_background(rgb: np.ndarray) -> np.ndarray:
     width = max(2, round(0.05 * min(rgb.shape[:2])))
     band[:width], band[-width:], band[:, :width], band[:, -width:] = True, True, True, True
     use = band
+    basis = _quadratic_basis(*rgb.shape[:2])
     for _ in range(3):
-        bg = _surface(rgb, use)
-        darker = (bg - rgb).max(-1)
+        bg = _surface(rgb, use, basis)
+        darker = _max3(bg - rgb)
         noise = 1.4826 * np.median(np.abs(darker[use] - np.median(darker[use]))) + 1e-3
         use = ndimage.binary_erosion(np.abs(darker) < max(4 * noise, 0.03), iterations=2)
         if use.sum() < 0.05 * use.size:  # the item fills the frame: trust the border band only
             use = band & (np.abs(darker) < max(4 * noise, 0.03))
         if not use.any():
             use = band
-    return _surface(rgb, use)
+    return _surface(rgb, use, basis)
 
 
 def _light_on_dark(lum: np.ndarray, band: int, page: bool) -> bool:
@@ -266,9 +278,9 @@ def flatten(rgb: np.ndarray, style: str, stroke: float | None = None) -> _Flat:
     else:
         bg = _surface_background(rgb)
     bg = np.maximum(bg, 0.02)
-    paper = bg.max(-1)
+    paper = _max3(bg)
     # Relative to the paper's own brightness: a shadow or gradient scales ink and paper alike.
-    raw = (bg - rgb).max(-1) / paper
+    raw = _max3(bg - rgb) / paper
     bg_lum = bg @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     tone = (bg_lum - lum) / np.maximum(bg_lum, 0.02)
     edge = _border(raw, band)
@@ -318,6 +330,28 @@ def _rotate(mask: np.ndarray, degrees: float) -> np.ndarray:
     return np.asarray(img) > 127
 
 
+def _skew(thin: np.ndarray) -> float:
+    """The tilt, -15 to 15 degrees in steps of 1, whose row profile of ``thin`` is sharpest
+    (largest sum of squared row counts): the angle by which ``_rotate`` levels the page's lines.
+
+    Each pixel's centre is rotated as ``_rotate`` (Pillow) rotates the image, about the image's
+    centre, and counted in the row it lands in: 0.8 ms, where resampling the image at each of the
+    31 angles took 10 ms. On the 1080 masks of 540 digit photos (the 240 of tests/fixtures and 300
+    more, each way round; 234 with lines) both chose the same angle on 94 %, the rest near-ties,
+    and found the same lines on all: the same prepared images (tests/test_predict_fast.py).
+    """
+    h, w = thin.shape
+    angles = np.arange(-15, 15.5, 1.0)
+    ys, xs = np.nonzero(thin)
+    x, y = xs + 0.5 - w / 2, ys + 0.5 - h / 2
+    t = np.deg2rad(angles)[:, None]
+    across, down = x * np.cos(t) + y * np.sin(t) + w / 2, y * np.cos(t) - x * np.sin(t) + h / 2
+    inside = (across >= 0) & (across < w) & (down >= 0) & (down < h)  # Pillow keeps the frame
+    rows = np.floor(down).astype(np.intp) + np.arange(len(angles))[:, None] * h
+    counts = np.bincount(rows[inside], minlength=len(angles) * h).reshape(len(angles), h)
+    return float(angles[int(np.argmax((counts.astype(np.float64) ** 2).sum(1)))])
+
+
 def _horizontal_lines(mask: np.ndarray) -> np.ndarray:
     """Pixels of long, thin, straight lines within 15 degrees of horizontal (ruled paper).
 
@@ -327,10 +361,7 @@ def _horizontal_lines(mask: np.ndarray) -> np.ndarray:
     thin as the line, so a pen stroke crossing it keeps its pixels (its run across is longer).
     """
     h, w = mask.shape
-    thin = mask & (_run_lengths(mask, 0) <= max(3, 0.03 * min(h, w)))
-    angles = np.arange(-15, 15.5, 1.0)
-    score = [float((_rotate(thin, a).sum(1).astype(np.float64) ** 2).sum()) for a in angles]
-    angle = float(angles[int(np.argmax(score))])
+    angle = _skew(mask & (_run_lengths(mask, 0) <= max(3, 0.03 * min(h, w))))
     level = _rotate(mask, angle)
     across = _run_lengths(level, 0)
     thin = level & (across <= max(3, 0.03 * min(h, w)))
@@ -366,7 +397,8 @@ def find_object(f: _Flat, style: str, what: str) -> _Found:
         return _Found(candidates, np.zeros(shape, bool))
     ids = np.arange(1, n + 1)
     high = max(otsu(f.dark[candidates]), 2 * low, 0.15)  # seeds: what stands out, wherever the light fell
-    seeded = ndimage.maximum(f.dark, labels, ids) >= high
+    # Whether each holds a pixel that dark (its maximum >= high, without ndimage.maximum's sort of the image).
+    seeded = np.bincount(labels[f.dark >= high], minlength=n + 1)[1:] > 0
     area = ndimage.sum(candidates, labels, ids)
     mass = ndimage.sum(f.dark, labels, ids)
     plausible = seeded & (area >= max(4, 2e-4 * f.dark.size))  # smaller is a speck of dust or noise
@@ -445,11 +477,12 @@ def _normalise_stroke(crop: np.ndarray) -> np.ndarray:
     return out[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] if len(rows) else crop
 
 
-def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Float image resize with Pillow's antialiased Lanczos (mode "F" keeps the values exact)."""
+def _resize(a: np.ndarray, w: int, h: int, resample: int = Image.Resampling.LANCZOS) -> np.ndarray:
+    """Float image resize with Pillow, by default its antialiased Lanczos (mode "F" keeps the values exact)."""
     if a.shape == (h, w):
         return a.astype(np.float32)
-    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((w, h), Image.Resampling.LANCZOS))
+    image = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F")
+    return np.asarray(image.resize((w, h), resample))
 
 
 def _fit(obj: np.ndarray, style: str, side: int) -> np.ndarray:
@@ -487,7 +520,7 @@ def prepare(image: Image.Image, style: str, size: int, channels: int, what: str 
     """The image as the network sees it (see the module docstring), with each step for display."""
     if style not in STYLES:
         raise ValueError(f"style {style!r} is not one of: {', '.join(STYLES)}.")
-    original = _u8(_working_copy(image))
+    original = _working_copy(image)
     if style == "natural":
         t = natural(image, size, channels)
         return Prepared(t, {"original": original, "seen": _show(t)})
