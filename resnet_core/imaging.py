@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
-from torchvision.transforms.v2 import functional as TF
 
 MAX_BYTES = 25 * 1024 * 1024  # a phone photo is 2-8 MB
 MAX_PIXELS = 50_000_000  # below Pillow's own bomb warning (89 Mpx); a 48 Mpx phone photo still opens
@@ -152,6 +151,9 @@ class Prepared:
 
 def natural(image: Image.Image, size: int, channels: int) -> torch.Tensor:
     """Short side to ``size`` and a centre crop (torchvision's evaluation transform): uint8 (C, size, size)."""
+    # Imported here: a trainer on a bundled sample never imports torchvision (data._MNIST_CLASSES).
+    from torchvision.transforms.v2 import functional as TF
+
     t = TF.pil_to_tensor(image.convert("L" if channels == 1 else "RGB"))
     t = TF.resize(t, size, antialias=True)
     return TF.center_crop(t, [size, size])
