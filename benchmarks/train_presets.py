@@ -4,8 +4,9 @@
 
 Measures wall-clock seconds for the whole `python -m resnet_core train --dataset NAME`
 process (start-up, data, training, evaluation), best test accuracy, and training images/s
-(median of the per-batch figures). The issue's goals on 2 CPU cores: mnist-sample >= 98.5 %
-in < 90 s, fashion-sample >= 91 % in < 120 s.
+(median of the batch events' figures). Issue 11's goals are ratios against the tutorial loop:
+see benchmarks/time_to_accuracy.py. The absolute goals kept here (2 CPU cores, from an earlier
+issue): mnist-sample >= 98.5 % in < 90 s, fashion-sample >= 91 % in < 120 s.
 """
 
 from __future__ import annotations
