@@ -22,9 +22,7 @@ Seconds depend on the machine several-fold; the ratios are what the goals are ab
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -32,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+import report  # benchmarks/report.py: run as a script, its folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 SAME_MODEL = ["--model", "mini_residual", "--epochs", "2", "--augment", "none"]  # 98 % after epoch 1
@@ -106,13 +104,9 @@ def main() -> None:
             # goal 1: <= 2
             "fashion_preset_91.5_vs_tutorial_97": ratio(results.get("fashion", {}).get("time_to_target_s"), tutorial),
         },
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"load average before {load:.2f}",
+        "machine": report.machine(load),
     }
-    text = json.dumps(summary, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report.emit(summary, args.out)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
+import report  # benchmarks/report.py: run as a script, its folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCHES = {"mini_residual": 150, "resnet20": 40, "resnet18": 12}  # about 10-30 s each on 2 cores
@@ -74,17 +73,12 @@ def main() -> None:
             rows.append({"model": model, "tutorial_images_per_s": base, "engine_images_per_s": ours})
             rows[-1]["ratio"] = round(ours / base, 2)
             print(f"{model}: tutorial {base} images/s, engine {ours} images/s, {ours / base:.2f}x", flush=True)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     summary = {
         "benchmark": "train_throughput",
         "results": rows,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {device}, torch {torch.__version__}, "
-        f"load average before {load:.2f}",
+        "machine": report.machine(load),
     }
-    text = json.dumps(summary, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report.emit(summary, args.out)
 
 
 if __name__ == "__main__":
