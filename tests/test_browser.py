@@ -250,7 +250,7 @@ def test_the_gallery_shows_only_mistakes_when_asked(server, page, tmp_path):
     click on the confusion matrix shows that cell's images."""
     import shutil
 
-    preset = tmp_path / "preset"  # the shipped MNIST preset (25 mistakes in 2,000): no training here
+    preset = tmp_path / "preset"  # the shipped ResNet-20 digit checkpoint (25 mistakes in 2,000): no training here
     preset.mkdir()
     shutil.copy(ROOT / "tests" / "fixtures" / "checkpoints" / "mnist-sample.pt", preset / "best.pt")
     serve_trained_run(server, preset, "20000101-000002-mnist-sample-resnet20")

@@ -1,7 +1,7 @@
 """The test gallery: the whole split evaluated once, filtered to mistakes, a confusion-matrix
 cell, the most confused pairs and the highest losses, each against a brute-force computation.
 
-The model is the shipped MNIST preset (tests/fixtures/checkpoints, 98.75 % on the 2,000 bundled
+The model is the shipped digit checkpoint (a ResNet-20, tests/fixtures/checkpoints, 98.75 % on the 2,000 bundled
 test digits, so 25 mistakes): real mistakes, and no training here.
 """
 
