@@ -7,7 +7,6 @@ that prepares folder images for training, so the network sees an upload as it sa
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import re
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.fx.experimental.optimization as fx_optimization
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
@@ -57,8 +55,7 @@ def build_from_checkpoint(ckpt: dict) -> nn.Module:
 
 def inference_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` for forward passes only: in eval mode, each BatchNorm folded into the
-    convolution before it (``torch.fx``'s ``fuse``, which traces the model and calls
-    ``torch.nn.utils.fusion.fuse_conv_bn_eval``), weights channels-last, no gradients.
+    convolution before it (:func:`fold_batch_norms`), weights channels-last, no gradients.
 
     Why: oneDNN's convolutions are fastest on channels-last (NHWC) tensors, and a folded BatchNorm
     is one pass less over every activation. Median of a single image's forward on 2 AVX2 cores
@@ -66,15 +63,34 @@ def inference_copy(model: nn.Module) -> nn.Module:
     on both cores, 69 -> 60 ms on one; resnet20 at 28 px 5.0 -> 3.2 ms and 3.7 -> 2.8 ms.
     Same logits within 3e-6 relative for every model of the registry (tests/test_predict_fast.py).
     The price is a second copy of the weights (45 MB for resnet18). Not used for Grad-CAM, which
-    needs the residual stages unfused and their gradients. A model torch.fx cannot trace (control
-    flow on tensor values) is only copied to channels-last.
+    needs the residual stages unfused and their gradients.
     """
     fast = copy.deepcopy(model).eval()
-    # Tracing fails in many ways (TraceError, TypeError, ...); fusing is a speed-up, not a need. Not
-    # in place: a failure after the first fold would leave a conv folded and its BatchNorm still on.
-    with contextlib.suppress(Exception):
-        fast = fx_optimization.fuse(fast)
+    fold_batch_norms(fast)
     return fast.to(memory_format=torch.channels_last).requires_grad_(False)
+
+
+def fold_batch_norms(model: nn.Module) -> None:
+    """Fold each eval-mode BatchNorm into the convolution that feeds it, in place, found by the
+    model's structure: a conv then a BatchNorm in a Sequential (VGG, downsample shortcuts), and
+    ``convN``/``bnN`` siblings (torchvision's and our ResNets, where ``bnN`` normalises ``convN``).
+
+    Not torch.fx's ``fuse``: its symbolic trace patches ``nn.Module.__call__`` for the whole
+    process while it runs, so a forward in another thread of the page server (another browser's
+    prediction, a Theory page job) entered the tracer and failed.
+    """
+    fuse = torch.nn.utils.fusion.fuse_conv_bn_eval
+    for parent in list(model.modules()):
+        if isinstance(parent, nn.Sequential):
+            for i in range(len(parent) - 1):
+                if isinstance(parent[i], nn.Conv2d) and isinstance(parent[i + 1], nn.BatchNorm2d):
+                    parent[i], parent[i + 1] = fuse(parent[i], parent[i + 1]), nn.Identity()
+            continue
+        for name, bn in list(parent.named_children()):
+            conv = getattr(parent, "conv" + name[2:], None) if name.startswith("bn") else None
+            if isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d):
+                setattr(parent, "conv" + name[2:], fuse(conv, bn))
+                setattr(parent, name, nn.Identity())
 
 
 def cam_layers(model: nn.Module) -> list[str]:

@@ -185,3 +185,30 @@ def test_line_removal_finds_the_lines_it_found_before():
     assert sum(f.any() for f in found) >= 15  # ruled pages among them: there were lines to find
     for m, expected in zip(masks, found):
         assert np.array_equal(imaging._horizontal_lines(m), expected)
+
+
+def test_making_an_inference_copy_never_breaks_a_forward_in_another_thread():
+    """The page server predicts in many threads: one browser's first prediction (the copy being
+    made) must not break another's forward, as torch.fx's tracing did (it patches Module.__call__)."""
+    import threading
+
+    busy = models.get_model("resnet20", num_classes=10, in_channels=1, image_size=28).eval()
+    errors, done = [], threading.Event()
+
+    def forwards():
+        try:
+            with torch.inference_mode():
+                while not done.is_set():
+                    busy(torch.zeros(1, 1, 28, 28))
+        except Exception as err:  # noqa: BLE001 - any failure is the finding
+            errors.append(err)
+
+    worker = threading.Thread(target=forwards)
+    worker.start()
+    try:
+        for _ in range(3):
+            predict.inference_copy(models.get_model("resnet18", num_classes=10, in_channels=3, image_size=64))
+    finally:
+        done.set()
+        worker.join()
+    assert not errors, errors
