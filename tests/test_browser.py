@@ -168,7 +168,9 @@ def test_uploading_a_digit_on_predict_shows_a_label_and_probabilities(server, pa
 def test_training_from_the_page_survives_a_reload_and_lands_in_the_runs_table(server, page):
     open_page(page, server, "train")
     epochs = page.get_by_label("Epochs")
-    epochs.fill("1")  # no Enter: inside a form, Enter submits it
+    # The preset's tutorial net runs an epoch in ~2 s: 10 keep it training across the reload
+    # below (~25 s on 2 cores). No Enter: inside a form, Enter submits it.
+    epochs.fill("10")
     runs_root = Path(server["home"]) / "runs"
     before = set(runs_root.glob("*/config.json"))
     page.get_by_role("button", name="Start training").click()
@@ -190,7 +192,7 @@ def test_training_from_the_page_survives_a_reload_and_lands_in_the_runs_table(se
     assert page.locator("[data-testid=stException]").count() == 0
 
     state = page.locator("[data-testid=stMetric]").filter(has_text="State").locator("[data-testid=stMetricValue]")
-    state.filter(has_text="finished").wait_for(timeout=300_000)  # ~15 s alone on 2 cores; slack for a busy CI
+    state.filter(has_text="finished").wait_for(timeout=300_000)  # ~25 s alone on 2 cores; slack for a busy CI
     best = page.locator("[data-testid=stMetric]").filter(has_text="Best test accuracy")
     # Streamlit redraws the metrics one by one: State can read "finished" while Best still shows
     # the previous render's "-" for a moment (seen once on a busy box).
