@@ -241,7 +241,10 @@ def test_a_photo_on_predict_shows_each_step_then_the_label_and_an_empty_page_a_s
     page.locator("[data-testid=stMarkdownContainer] strong").filter(has_text=label).first.wait_for(timeout=60_000)
     page.get_by_text(re.compile("^No digit found")).wait_for(timeout=30_000)  # the empty page: no made-up label
     for caption in ("your photo", "light evened out", "found (grey: dropped)", "as the network sees it"):
-        assert page.get_by_text(caption, exact=True).count() == 2, caption  # both uploads show their steps
+        # Both uploads show their steps. An image's caption is drawn with its image, which can come
+        # after the answer's text (a fast model): wait for the second, then count.
+        page.get_by_text(caption, exact=True).nth(1).wait_for(timeout=30_000)
+        assert page.get_by_text(caption, exact=True).count() == 2, caption
     assert page.get_by_text("cropped", exact=True).count() == 1  # nothing found on the blank page to crop
     page.locator("[data-testid=stPlotlyChart]").first.wait_for(timeout=30_000)
     assert page.locator("[data-testid=stException]").count() == 0
