@@ -257,7 +257,7 @@ def test_the_gallery_shows_only_mistakes_when_asked(server, page, tmp_path):
 
     preset = tmp_path / "preset"  # the shipped ResNet-20 digit checkpoint (25 mistakes in 2,000): no training here
     preset.mkdir()
-    shutil.copy(ROOT / "tests" / "fixtures" / "checkpoints" / "mnist-sample.pt", preset / "best.pt")
+    shutil.copy(ROOT / "tests" / "fixtures" / "checkpoints" / "mnist-resnet20.pt", preset / "best.pt")
     serve_trained_run(server, preset, "20000101-000002-mnist-sample-resnet20")
 
     open_page(page, server, "predict")  # whichever run is chosen, the filter must hold

@@ -20,7 +20,7 @@ from resnet_core import data, engine, models, predict, runs
 from resnet_core.config import TrainConfig
 from ui.i18n import catalogue
 
-CHECKPOINT = Path(__file__).parent / "fixtures" / "checkpoints" / "mnist-sample.pt"
+CHECKPOINT = Path(__file__).parent / "fixtures" / "checkpoints" / "mnist-resnet20.pt"
 EN = catalogue("en")
 
 
