@@ -106,7 +106,7 @@ with st.expander(t("data.add.title")):
                 if not server_dir:
                     classroom.check_upload("zip", upload.size, upload.name)
                     source.write_bytes(upload.getvalue())
-                added = data.add_folder(new_name, source)
+                added = data.add_folder(new_name, source, confine=True)  # a browser: nothing beyond its folder
             st.success(
                 t(
                     "data.add.done",

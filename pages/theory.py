@@ -11,9 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from resnet_core import classroom, runs, theory
 from resnet_core import config as cfg
-from resnet_core import data, runs, theory
-from ui.common import in_background, require_frame
+from ui.common import actor, in_background, plain, require_frame
 from ui.i18n import language, t
 
 require_frame("pages/theory.py")
@@ -190,22 +190,13 @@ right.plotly_chart(test_fig, key="test_error")
 st.markdown(compare)
 st.caption(notes)
 if st.button(t("theory.rerun")):
-    spec = data.get_spec("fashion-sample")
-    for name in theory.DEGRADATION_MODELS:
-        runs.launch(
-            cfg.TrainConfig(
-                **{
-                    **spec.preset,
-                    "dataset": "fashion-sample",
-                    "model": name,
-                    "epochs": 1,
-                    "label_smoothing": 0.0,
-                    "augment": "none",
-                }
-            )
-        )
-    st.success(t("theory.rerun.started"))
-    st.page_link("pages/train.py", label=t("transfer.follow"), icon=":material/arrow_forward:")
+    try:  # one job, owned by this session and checked against the class's limits like any run
+        runs.launch_group(theory.degradation_configs(epochs=1), actor=actor())
+    except (cfg.ConfigError, classroom.ClassroomError, OSError) as err:
+        st.error(plain(err))
+    else:
+        st.success(t("theory.rerun.started"))
+        st.page_link("pages/train.py", label=t("transfer.follow"), icon=":material/arrow_forward:")
 
 st.header(t("theory.ensembles"))
 deletion, note = deletion_figure(lang)

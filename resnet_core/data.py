@@ -544,9 +544,10 @@ def describe(name: str, download: bool = False) -> DatasetInfo:
     return info
 
 
-def add_folder(name: str, source: str | Path, seed: int = 0) -> DatasetInfo:
-    """Register a directory or a zip of class sub-folders as dataset ``name``."""
+def add_folder(name: str, source: str | Path, seed: int = 0, confine: bool = False) -> DatasetInfo:
+    """Register a directory or a zip of class sub-folders as dataset ``name`` (``confine``: see
+    :func:`folders.add`)."""
     if name in BUILTIN:
         raise ValueError(f"{name!r} is a built-in dataset; choose another name for your folder.")
-    folders.add(data_root(), name, Path(source), seed=seed)
+    folders.add(data_root(), name, Path(source), seed=seed, confine=confine)
     return describe(name)

@@ -216,8 +216,11 @@ def _hidden(path: Path | str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _scan_classes(split_root: Path, skipped: Counter) -> dict[str, list[Path]]:
-    """Map class name -> image files under ``split_root``; count what is skipped and why."""
+def _scan_classes(split_root: Path, skipped: Counter, inside: Path | None = None) -> dict[str, list[Path]]:
+    """Map class name -> image files under ``split_root``; count what is skipped and why.
+
+    ``inside``: a link (a class folder or an image) whose target leaves this directory is
+    skipped, so a browser given one server folder cannot reach files beyond it."""
     classes: dict[str, list[Path]] = {}
     for entry in sorted(split_root.iterdir()):
         if _hidden(entry):
@@ -230,7 +233,9 @@ def _scan_classes(split_root: Path, skipped: Counter) -> dict[str, list[Path]]:
         for path in sorted(entry.rglob("*")):
             if not path.is_file():
                 continue
-            if any(_hidden(part) for part in path.relative_to(entry).parts):
+            if inside is not None and not path.resolve().is_relative_to(inside):
+                skipped["links leaving the folder"] += 1
+            elif any(_hidden(part) for part in path.relative_to(entry).parts):
                 skipped["hidden or __MACOSX"] += 1
             elif path.suffix.lower() not in image_extensions():
                 skipped["not an image file"] += 1
@@ -262,25 +267,29 @@ def _stratified(labels: list[int], test_share: float, seed: int) -> list[str]:
     return split
 
 
-def scan(data_dir: Path, seed: int = 0, skipped: Counter | None = None) -> dict:
-    """Build the index of a class-folder tree: files, labels, split, skipped counts."""
+def scan(data_dir: Path, seed: int = 0, skipped: Counter | None = None, confine: bool = False, label: str = "") -> dict:
+    """Build the index of a class-folder tree: files, labels, split, skipped counts.
+
+    ``confine``: skip links whose target lies outside ``data_dir`` (see :func:`_scan_classes`).
+    ``label``: how messages name the source (a zip's name, not its staging folder's)."""
     base = _unwrap(data_dir)
     skipped = Counter() if skipped is None else skipped
+    inside = data_dir.resolve() if confine else None
     names = {p.name.lower(): p for p in base.iterdir() if p.is_dir()}
     test_dir = next((names[d] for d in TEST_DIRS if d in names), None)
     if "train" in names and test_dir is not None:
-        train = _scan_classes(names["train"], skipped)
-        test = _scan_classes(test_dir, skipped)
+        train = _scan_classes(names["train"], skipped, inside)
+        test = _scan_classes(test_dir, skipped, inside)
         classes = sorted(set(train) | set(test))
         rows = [(f, c, "train") for c in classes for f in train.get(c, [])]
         rows += [(f, c, "test") for c in classes for f in test.get(c, [])]
     else:
-        found = _scan_classes(base, skipped)
+        found = _scan_classes(base, skipped, inside)
         classes = sorted(found)
         rows = [(f, c, None) for c in classes for f in found[c]]
     if len(classes) < 2:
         raise FolderError(
-            f"Found {len(classes)} class folder(s) with images in {data_dir.name}; a dataset needs at "
+            f"Found {len(classes)} class folder(s) with images in {label or data_dir.name}; a dataset needs at "
             "least two sub-folders of images, one per class (e.g. cats/ and dogs/)."
         )
     labels = [classes.index(c) for _, c, _ in rows]
@@ -296,8 +305,11 @@ def scan(data_dir: Path, seed: int = 0, skipped: Counter | None = None) -> dict:
     }
 
 
-def add(root: Path, name: str, source: Path, seed: int = 0) -> dict:
-    """Register ``source`` (directory or zip) as folder dataset ``name``; return its index."""
+def add(root: Path, name: str, source: Path, seed: int = 0, confine: bool = False) -> dict:
+    """Register ``source`` (directory or zip) as folder dataset ``name``; return its index.
+
+    ``confine``: links leaving ``source`` are skipped (a browser's server folder; the shell's
+    own datasets may be trees of links into a shared image store)."""
     if not NAME_RE.match(name):
         raise FolderError(f"Dataset name {name!r} must be 1-40 lowercase letters, digits, '-' or '_'.")
     if not source.exists():
@@ -317,7 +329,7 @@ def add(root: Path, name: str, source: Path, seed: int = 0) -> dict:
             data_dir = staging / "files"
         else:
             raise FolderError(f"{source.name} is neither a directory nor a zip of class folders.")
-        index = scan(data_dir, seed, skipped)
+        index = scan(data_dir, seed, skipped, confine, label=source.name)
         if not source.is_dir():  # our own copy: what the scan skipped is never read, so not kept
             _keep_only(data_dir, {data_dir / f for f in index["files"]})
         index["source"] = str(source.resolve()) if source.is_dir() else f"zip: {source.name}"

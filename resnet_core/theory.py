@@ -206,28 +206,41 @@ TWIN_KEYS = (
 PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 
 
-def degradation(
-    dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, run_root=None, echo=print, **budget
-) -> list:
-    """Train the plain and residual 20/56-layer twins with one recipe; one row per model and epoch.
+def degradation_configs(dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, **budget) -> list:
+    """The plain and residual 20/56-layer twins with one recipe, as one job (``extra["group"]``:
+    a classroom cap counts it once). The recipe is the dataset's preset with label smoothing and
+    augmentation off, so errors are plain classification errors. ``budget`` takes TrainConfig
+    fields such as ``max_train_batches`` (the tests' quick run)."""
+    import uuid
 
-    Rows hold train and test error in %, the seconds of the epoch, and the model. The recipe is
-    the dataset's preset with label smoothing off, so errors are plain classification errors.
-    ``budget`` takes TrainConfig fields such as ``max_train_batches`` (the tests' quick run).
-    """
-    import tempfile
-
-    from resnet_core import data, engine
+    from resnet_core import data
     from resnet_core.config import TrainConfig
 
     preset = {**data.get_spec(dataset).preset, "label_smoothing": 0.0, "augment": "none", **budget}
+    group = {"group": f"degradation-{uuid.uuid4().hex[:8]}"}
+    return [
+        TrainConfig(**{**preset, "dataset": dataset, "model": name, "epochs": epochs, "seed": seed, "extra": group})
+        for name in DEGRADATION_MODELS
+    ]
+
+
+def degradation(
+    dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, run_root=None, echo=print, **budget
+) -> list:
+    """Train the twins of :func:`degradation_configs`; one row per model and epoch.
+
+    Rows hold train and test error in %, the seconds of the epoch, and the model.
+    """
+    import dataclasses
+    import tempfile
+
+    from resnet_core import engine
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in DEGRADATION_MODELS:
-            run_dir = Path(run_root or tmp) / name
-            config = TrainConfig(
-                **{**preset, "dataset": dataset, "model": name, "epochs": epochs, "seed": seed, "run_dir": str(run_dir)}
-            )
+        for config in degradation_configs(dataset, epochs, seed, **budget):
+            name = config.model
+            config = dataclasses.replace(config, run_dir=str(Path(run_root or tmp) / name))
             result = engine.fit(config)
             for r in result["history"]:
                 rows.append(

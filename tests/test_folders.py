@@ -162,8 +162,31 @@ def test_an_encrypted_member_gets_a_sentence(lab, tmp_path):
 )
 def test_zips_without_two_classes_of_images(lab, tmp_path, entries, good, message):
     archive = make_zip(tmp_path / "x.zip", entries, good_classes=good)
-    with pytest.raises(folders.FolderError, match=message):
+    with pytest.raises(folders.FolderError, match=message) as err:
         data.add_folder("x", archive)
+    assert "in x.zip;" in str(err.value)  # the zip the student chose, not the lab's staging folder
+
+
+def test_a_file_that_looks_like_a_zip_but_is_not_gets_a_sentence(lab, tmp_path):
+    fake = tmp_path / "x.zip"
+    fake.write_bytes(make_zip(tmp_path / "good.zip", []).read_bytes()[:-30])  # the central directory cut off
+    with pytest.raises(folders.FolderError, match="x.zip is"):
+        data.add_folder("x", fake)
+    assert data.list_datasets("folder") == []
+
+
+def test_links_leaving_a_browsers_server_folder_are_skipped(lab, tmp_path):
+    """A student given one server folder cannot reach beyond it through links inside it."""
+    outside = png_folder(tmp_path / "private", classes=("secret",))
+    shared = png_folder(tmp_path / "shared" / "flowers")
+    (shared / "secret").symlink_to(outside / "secret")  # a class folder that is a link out
+    (shared / "cat" / "passwd.png").symlink_to(outside / "secret" / "0.png")  # an image that is one
+    (shared / "cat" / "inside.png").symlink_to(shared / "dog" / "0.png")  # a link that stays: kept
+    confined = data.add_folder("browser", shared, confine=True)
+    assert confined.classes == ["cat", "dog"]
+    index = folders.read_index(data.data_root(), "browser")
+    assert index["skipped"] == {"links leaving the folder": 6} and "cat/inside.png" in index["files"]
+    assert data.add_folder("shell", shared).classes == ["cat", "dog", "secret"]  # the shell's own: links followed
 
 
 def test_junk_beside_real_classes_is_counted_not_fatal(lab, tmp_path):

@@ -3,6 +3,7 @@
 import io
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -211,3 +212,18 @@ def test_transfer_page_survives_an_odd_head_in_uploaded_weights(lab, head, befor
     at = upload_weights(app("transfer"), pth(state))  # asserts no exception
     assert [c.value for c in at.code][0] == before  # shapes drawn on the meta device: no 768 MB head built
     assert not [w for w in at.warning if "do not fit" in w.value]  # the old head is replaced anyway
+
+
+def test_theory_reruns_are_the_students_own_and_count_against_the_cap(lab, monkeypatch):
+    """The degradation re-run queues 4 runs: one job owned by the session, refused past the cap."""
+    monkeypatch.setenv(classroom.TEACHER_ENV, "s3cret")
+    monkeypatch.setattr(runs, "dispatch", lambda: [])  # keep runs queued: no processes
+    at = app("theory")
+    rerun = catalogue("en")["theory.rerun"]
+    for _ in range(2):  # two jobs reach the default cap of 2 per session
+        next(b for b in at.button if b.label == rerun).click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+    owners = {runs.read_status(Path(r["path"])).get("owner") for r in runs.list_runs()}
+    assert len(runs.list_runs()) == 8 and len(owners) == 1 and None not in owners
+    next(b for b in at.button if b.label == rerun).click().run()
+    assert not at.exception and "limit 2" in shown(at.error[0].value) and len(runs.list_runs()) == 8
