@@ -8,18 +8,23 @@
         last.pt        everything needed to resume, after every epoch and on stop
         train.log      the process's own output
         STOP           present when a stop was requested
+        failure.json   4 KiB reserved when training starts: why it failed, when status.json could not say
 
 ``launch`` starts ``python -m resnet_core train --run-dir DIR`` as its own process group
 (``torchrun`` when asked for several processes), so a closed browser or a restarted app
 does not end it; ``stop`` writes STOP and sends SIGTERM, and the engine stops after the
-current batch, saving ``last.pt``.
+current batch, saving ``last.pt``. A trainer hands its slot to the next queued run as it
+ends; one killed outright (SIGKILL, the OOM killer) cannot, so the page server runs
+``watch``, which notices the dead trainer within seconds and starts the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -35,7 +40,7 @@ from typing import Any
 import torch
 
 from resnet_core import classroom, engine, stopping
-from resnet_core.checkpoints import atomic_write_text
+from resnet_core.checkpoints import CheckpointError, atomic_write_text
 from resnet_core.config import TrainConfig
 from resnet_core.data import lab_home
 
@@ -49,6 +54,16 @@ _HELD = threading.local()  # how deep this thread is inside transitions()
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE")
 TORCHRUN_ENV += ("ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
 STATUS_EVERY_S = 1.0  # how often batch events refresh status.json; the UI polls about this fast
+WATCH_EVERY_S = 5.0  # how soon the watchdog notices a killed trainer; idle, a tick costs ~5 µs per run folder
+NOTE = "failure.json"
+NOTE_BYTES = 4096  # one file-system block, written when training starts and overwritten in place
+LOW_DISK_BYTES = 64 * 2**20  # below this a trainer cannot save a checkpoint (a ResNet-18 last.pt is ~90 MB)
+KILLED = "The training process was killed before it could say so; resume it, or see train.log."
+DISK_FULL = (
+    "The disk holding {folder} is full ({why}): free space there, then resume the run; "
+    "the checkpoints it saved before are intact."
+)
+log = logging.getLogger(__name__)
 
 
 def runs_dir() -> Path:
@@ -195,6 +210,124 @@ def dispatch() -> list[Path]:
                 started.append(Path(row["path"]))
                 free -= 1
     return started
+
+
+def reconcile() -> list[Path]:
+    """Write down the end of runs whose trainer died without saying so (``read_status``'s verdict).
+
+    Until then status.json still says "running", so every reader works the death out again and
+    the watchdog could never tell an idle server from a busy one. On a full disk the verdict
+    cannot be written; readers still work it out.
+    """
+    ended = []
+    with transitions():
+        for run_dir in _unended():
+            status = read_status(run_dir)
+            if status["state"] in ACTIVE:
+                continue
+            with contextlib.suppress(OSError, CheckpointError):
+                update_status(run_dir, state=status["state"], error=status["error"], ended=time.time())
+                ended.append(run_dir)
+    return ended
+
+
+def sweep() -> list[Path]:
+    """One watchdog tick: when any run has not ended, reconcile dead trainers and dispatch.
+
+    Idle (every run ended), it only stats each status.json (``_state``): no lock, no /proc,
+    no config.json.
+    """
+    if not _unended():
+        return []
+    with transitions():
+        reconcile()
+        return dispatch()
+
+
+_STATES: dict[str, tuple[tuple[int, int, int], str | None]] = {}  # status.json -> (its stat, its state)
+SETTLED_NS = 2 * 10**9  # a status.json older than this is cached by its stat (see ``_state``)
+
+
+def _unended() -> list[Path]:
+    """Run folders whose status.json says queued, starting or running (their trainer may be dead).
+
+    A status.json is parsed again only when its stat changed: a tick over 200 ended runs is 200
+    ``stat`` calls, ~1 ms (measured: 8 ms when each was read and parsed).
+    """
+    try:
+        entries = list(os.scandir(runs_dir()))
+    except OSError:  # no runs folder yet
+        return []
+    unended = []
+    for entry in entries:
+        if not entry.name.startswith(".") and _state(os.path.join(entry.path, "status.json")) in ACTIVE:
+            unended.append(Path(entry.path))
+    return unended
+
+
+def _state(path: str) -> str | None:
+    """The state in a status.json, parsed only when its (inode, size, mtime) is new.
+
+    A replaced file can get the inode just freed, and mtime ticks in milliseconds, so two
+    writes in one tick can share all three; as git does with its index ("racy git"), only a file
+    older than SETTLED_NS is cached, since any later write has a later mtime.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _STATES.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    state = _raw_status(Path(path).parent).get("state")
+    if time.time_ns() - st.st_mtime_ns > SETTLED_NS:
+        if len(_STATES) > 4096:
+            _STATES.clear()
+        _STATES[path] = (key, state)
+    return state
+
+
+class Watchdog(threading.Thread):
+    """A daemon thread that runs ``sweep`` every ``interval_s`` seconds until ``stop``."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__(name="resnet-lab-watchdog", daemon=True)
+        self.interval_s = interval_s
+        self._stopped = threading.Event()
+        self._last_error = ""
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            try:
+                sweep()
+            except Exception as err:  # a dead watchdog would stall the queue again: report and go on
+                if str(err) != self._last_error:  # once, not every tick of a lasting problem (a full disk)
+                    log.warning("run watchdog: %s", err, exc_info=True)
+                self._last_error = str(err)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+_WATCHDOG: Watchdog | None = None
+_WATCHDOG_LOCK = threading.Lock()
+
+
+def watch(interval_s: float = WATCH_EVERY_S) -> Watchdog:
+    """Start this process's watchdog, once: later calls (every browser session) return the same one.
+
+    A trainer killed outright (SIGKILL, the OOM killer) never reaches its own ``dispatch``; so
+    that the queue still moves when no browser has the train page open, the page server calls
+    this as it starts.
+    """
+    global _WATCHDOG
+    with _WATCHDOG_LOCK:
+        if _WATCHDOG is None or not _WATCHDOG.is_alive():
+            _WATCHDOG = Watchdog(interval_s)
+            _WATCHDOG.start()
+        return _WATCHDOG
 
 
 def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
@@ -403,8 +536,7 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     on_this_host = status.get("host") in (None, socket.gethostname())
     active = status.get("state") in ACTIVE and status.get("pid") and on_this_host
     if active and not _alive(status["pid"], status.get("pid_start")):
-        status["state"] = "interrupted"
-        status["error"] = "The training process was killed before it could say so; resume it, or see train.log."
+        status.update(_cause_of_death(Path(run_dir), status))
     # ``spawn`` writes "starting" and, milliseconds later, the child's pid: a server killed in
     # between leaves a run with no pid. If the child was started it records its own pid when it
     # claims the run (``_claim``, seconds later, after importing torch); if it never was, the run
@@ -414,6 +546,69 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         status["state"] = "interrupted"
         status["error"] = "The server stopped before this run's trainer started; resume it, or start it again."
     return status
+
+
+def _cause_of_death(run_dir: Path, status: dict[str, Any]) -> dict[str, str]:
+    """The state and sentence of a run whose trainer ended without writing its status.
+
+    On a full disk the trainer cannot replace status.json (a new file needs new blocks), so it
+    overwrites its reserved ``failure.json`` instead (``_leave_note``); a note from another
+    trainer of the run (an earlier attempt) does not count. With no note, a nearly full disk is
+    still the likely cause, and freeing space is what the user must do before resuming.
+    """
+    note = _read_note(run_dir)
+    if note.get("error") and (note.get("pid"), note.get("pid_start")) == (status["pid"], status.get("pid_start")):
+        return {"state": "failed", "error": note["error"]}
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(run_dir).free
+        if free < LOW_DISK_BYTES:
+            return {"state": "interrupted", "error": DISK_FULL.format(folder=run_dir, why=f"{free // 2**20} MB free")}
+    return {"state": "interrupted", "error": KILLED}
+
+
+def _reserve_note(run_dir: Path) -> None:
+    """Write ``failure.json`` as blank bytes now, so a failure can later be told with no new disk blocks."""
+    with contextlib.suppress(OSError):  # a disk full already: the free-space check in read_status remains
+        _write_note(run_dir, b"")
+
+
+def _leave_note(run_dir: Path, error: str) -> None:
+    """Say why this trainer failed in its reserved note, when status.json could not be replaced."""
+    note = {"pid": os.getpid(), "pid_start": _start_time(os.getpid()), "error": error}
+    data = json.dumps(note, ensure_ascii=False).encode("utf-8")
+    while len(data) > NOTE_BYTES:  # a long path in another script: shorter, never past the reserved bytes
+        note["error"] = note["error"][: len(note["error"]) // 2]
+        data = json.dumps(note, ensure_ascii=False).encode("utf-8")
+    with contextlib.suppress(OSError):
+        _write_note(run_dir, data)
+
+
+def _write_note(run_dir: Path, data: bytes) -> None:
+    # In place, padded to the reserved size: a file never grows past the blocks it already has.
+    fd = os.open(Path(run_dir) / NOTE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data.ljust(NOTE_BYTES), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_note(run_dir: Path) -> dict[str, Any]:
+    try:
+        text = (Path(run_dir) / NOTE).read_bytes().strip()
+        return json.loads(text) if text else {}
+    except (OSError, ValueError):  # none, or caught mid-write
+        return {}
+
+
+def failure_message(err: BaseException, run_dir: Path) -> str:
+    """The sentence a failed run shows: a full disk says so and what to do; anything else as raised."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DISK_FULL.format(folder=run_dir, why=os.strerror(cause.errno))
+        cause = cause.__cause__ or cause.__context__
+    return f"{err.__class__.__name__}: {err}"
 
 
 def read_metrics(run_dir: Path, types: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
@@ -529,7 +724,10 @@ class RunRecorder:
             self.echo(event)
 
     def close(self) -> None:
-        self.metrics.close()
+        # A line that a full disk refused stays buffered and fails again here; the run has
+        # already failed with the reason, which this must not replace.
+        with contextlib.suppress(OSError):
+            self.metrics.close()
 
 
 def stop_checker(run_dir: Path):
@@ -569,17 +767,32 @@ def train_run(run_dir: Path, resume: bool = False, echo=None) -> dict[str, Any]:
         raise RuntimeError(f"{run_dir.name} is being trained by another process already.")
     config = TrainConfig.load(run_dir / "config.json")
     config.run_dir = str(run_dir)
+    if engine.world()[0] == 0:
+        _reserve_note(run_dir)
     recorder = RunRecorder(run_dir, echo)
     try:
         return engine.fit(config, callback=recorder, should_stop=stop_checker(run_dir), resume=resume)
     except BaseException as err:
         if engine.world()[0] == 0:
-            update_status(run_dir, state="failed", ended=time.time(), error=f"{err.__class__.__name__}: {err}")
+            _record_failure(run_dir, err)
         raise
     finally:
         recorder.close()
         if engine.world()[0] == 0:
-            dispatch()  # hand the freed slot to the next queued run, browser or not
+            # Hand the freed slot to the next queued run, browser or not. On a full disk the next
+            # run cannot be marked started either; the watchdog starts it once there is space.
+            with contextlib.suppress(OSError, CheckpointError):
+                dispatch()
+
+
+def _record_failure(run_dir: Path, err: BaseException) -> None:
+    """Mark the run failed with a sentence; on a full disk, where status.json cannot be
+    replaced, leave the sentence in the reserved note for ``read_status`` to find."""
+    error = failure_message(err, run_dir)
+    try:
+        update_status(run_dir, state="failed", ended=time.time(), error=error)
+    except (OSError, CheckpointError):
+        _leave_note(run_dir, error)
 
 
 def progress(run_dir: Path) -> dict[str, Any]:
