@@ -87,6 +87,34 @@ def test_listing_commands_and_user_errors(tmp_path):
     assert proc.returncode == 2 and "No checkpoint" in proc.stderr
 
 
+def test_hostile_files_on_the_command_line_get_a_sentence_and_run_nothing(tmp_path):
+    """The reported hole through `datasets add`, and pickles through every loader the CLI reaches."""
+    import zipfile
+
+    from tests.test_pages_hostile import Pwn
+
+    home, outside = tmp_path / "lab", tmp_path / "escaped.txt"
+    archive = tmp_path / "x.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(str(outside).replace("/", "\\"), b"x")  # \tmp\...\escaped.txt, as from Windows
+    proc = cli("datasets", "add", "pets", archive, env_home=home, check=False)
+    assert proc.returncode == 2 and "outside its folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert not outside.exists() and not (home / "data" / "folders" / "pets").exists()
+
+    marker = tmp_path / "pwned"
+    pickle = tmp_path / "best.pt"
+    torch.save({"model": Pwn(marker)}, pickle)
+    for args in (
+        ("predict", "--checkpoint", pickle, "x.png"),
+        ("evaluate", "--checkpoint", pickle),
+        ("export", "--checkpoint", pickle, "--output", tmp_path / "w.pth"),
+        ("train", *TINY_ARGS, "--pretrained", pickle),
+    ):
+        proc = cli(*args, env_home=home, check=False)
+        assert proc.returncode == 2 and "not a readable" in proc.stderr and "Traceback" not in proc.stderr, args
+    assert not marker.exists()
+
+
 def test_two_processes_under_torchrun_share_one_run(tmp_path):
     """torchrun on CPU (gloo): both ranks train, rank 0 alone writes the run directory."""
     run_dir = tmp_path / "ddp"

@@ -62,7 +62,8 @@ def test_data_page_zip_uploads(lab, tmp_path, entries, message):
 
 def test_data_page_refuses_a_file_that_is_not_a_zip(lab):
     at = add_folder_via_page(app("data"), "pets", b"PK\x03\x04 but not really")
-    assert "zip" in shown(at.error[0].value)
+    assert "is neither a directory nor a zip of class folders" in shown(at.error[0].value)
+    assert data.list_datasets("folder") == []
 
 
 def test_data_page_hides_server_folders_unless_the_root_is_set(lab, tmp_path, monkeypatch):
@@ -227,3 +228,27 @@ def test_theory_reruns_are_the_students_own_and_count_against_the_cap(lab, monke
     assert len(runs.list_runs()) == 8 and len(owners) == 1 and None not in owners
     next(b for b in at.button if b.label == rerun).click().run()
     assert not at.exception and "limit 2" in shown(at.error[0].value) and len(runs.list_runs()) == 8
+
+
+def test_the_home_page_lists_the_limits_in_force(lab, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_MAX_WEIGHTS_MB", "7")
+    monkeypatch.setenv("RESNET_LAB_MAX_QUEUED_PER_SESSION", "3")
+    table = app("home").dataframe[0].value
+    values = dict(zip(table.iloc[:, 1], table.iloc[:, 2]))
+    assert values["RESNET_LAB_MAX_WEIGHTS_MB"] == 7 and values["RESNET_LAB_MAX_QUEUED_PER_SESSION"] == 3
+    assert {
+        "RESNET_LAB_MAX_RUNS",
+        "RESNET_LAB_MAX_PHOTO_MB",
+        "RESNET_LAB_MAX_ZIP_MB",
+        "RESNET_LAB_MAX_RUN_COST",
+    } <= set(values)
+
+
+def test_weights_over_the_limit_are_refused_before_they_are_kept(lab, monkeypatch, tmp_path):
+    from resnet_core import transfer
+
+    monkeypatch.setenv("RESNET_LAB_MAX_WEIGHTS_MB", "1")
+    raw = pth({"fc.weight": torch.zeros(1024, 512)})  # 2 MB of real weights
+    with pytest.raises(classroom.ClassroomError, match="limited to 1 MB"):
+        transfer.keep_upload(raw, "big.pth", tmp_path / "uploads")
+    assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())
