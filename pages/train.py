@@ -135,8 +135,8 @@ def live() -> None:
     st.subheader(t("train.live", run=p["run"]))
     if state == "queued":
         st.info(t("train.queued", pos=p["queue_position"], limit=runs.max_concurrent()))
-    elif state in ("failed", "interrupted"):
-        st.error(t("train.failed", error=plain(status.get("error", ""))))  # may quote a file name
+    elif state in ("failed", "interrupted"):  # the error may quote a file name: plain text
+        st.error(t(f"train.{state}", error=plain(status.get("error", ""))))
     last, done, total = p["last_batch"], len(p["epochs"]), p["config"]["epochs"]
     st.progress(min(done / total, 1.0), text=t("train.epoch_progress", done=done, total=total))
     if last and state in runs.ACTIVE:

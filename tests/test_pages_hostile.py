@@ -2,6 +2,7 @@
 
 import io
 import os
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -252,3 +253,17 @@ def test_weights_over_the_limit_are_refused_before_they_are_kept(lab, monkeypatc
     with pytest.raises(classroom.ClassroomError, match="limited to 1 MB"):
         transfer.keep_upload(raw, "big.pth", tmp_path / "uploads")
     assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())
+
+
+def test_a_killed_run_reads_interrupted_on_the_train_page_not_failed(lab, monkeypatch):
+    monkeypatch.setattr(runs, "dispatch", lambda: [])
+    run_dir = runs.create(tiny_config())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    runs.update_status(run_dir, state="running", pid=dead.pid)
+    at = app("train")
+    at.session_state["watch"] = str(run_dir)
+    at.run()
+    assert not at.exception
+    en = catalogue("en")
+    assert [shown(e.value) for e in at.error] == [en["train.interrupted"].format(error=runs.KILLED)]
