@@ -65,8 +65,12 @@ def test_a_rush_of_launches_and_resumes_gives_each_run_exactly_one_trainer(lab, 
     assert wait_for(ended, timeout=240), runs.list_runs()
     for row in runs.list_runs():
         run_dir = Path(row["path"])
-        assert row["state"] == "finished", (run_dir / "train.log").read_text()
+        log = (run_dir / "train.log").read_text()
+        assert row["state"] == "finished", log
         assert starts(run_dir) == 1
+        # Spawned once: a second spawn would be turned away by the run's claim, which saves the
+        # metrics but still means the lock let two dispatchers start the same run.
+        assert "being trained by another process" not in log, log
         batches = [(e["epoch"], e["step"]) for e in runs.read_metrics(run_dir, ("batch",))]
         # No line written twice by two trainers: each epoch's first and last batch, at most one
         # more in between (events come every engine.LOG_EVERY_S), in order.
