@@ -7,11 +7,20 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from resnet_core import predict
+from resnet_core import classroom, predict
 from resnet_core.checkpoints import CheckpointError
 from resnet_core.data import DatasetUnavailable
 from ui import gallery
-from ui.common import checkpoint_label, checkpoints, current_checkpoint, enlarge, load_predictor, require_frame
+from ui.common import (
+    chart_text,
+    checkpoint_label,
+    checkpoints,
+    current_checkpoint,
+    enlarge,
+    load_predictor,
+    plain,
+    require_frame,
+)
 from ui.i18n import t
 
 require_frame("pages/predict.py")
@@ -24,7 +33,7 @@ def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: s
     try:
         out = predictor.answer(raw, name, layer=layer, alpha=alpha)
     except predict.ImageError as err:
-        st.error(str(err))
+        st.error(plain(err))  # it quotes the file's name: the uploader's text
         return
     st.text(name, help=t("predict.steps_help"))  # a file name is text, never Markdown
     cols = st.columns(5)
@@ -36,10 +45,11 @@ def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: s
     top = out["top"]
     a, c = st.columns([1, 4])
     a.image(enlarge(out["cam"]), caption=t("predict.cam"))
-    frame = pd.DataFrame({"label": [r["label"] for r in top], "probability": [r["prob"] for r in top]})
+    # Class names are a folder's names, the user's text: Plotly renders <b> and <br> in labels.
+    frame = pd.DataFrame({"label": [chart_text(r["label"]) for r in top], "probability": [r["prob"] for r in top]})
     fig = px.bar(frame, x="probability", y="label", orientation="h", range_x=[0, 1], height=220)
     fig.update_layout(yaxis={"autorange": "reversed"}, margin={"t": 10, "b": 10})
-    c.markdown(t("predict.answer", label=top[0]["label"], prob=top[0]["prob"]))
+    c.markdown(t("predict.answer", label=plain(top[0]["label"]), prob=top[0]["prob"]))  # bold, the name inert
     c.plotly_chart(fig, key=f"top-{key}")  # the upload's own id: two files may share a name
 
 
@@ -60,7 +70,7 @@ path = st.selectbox(
 try:
     predictor = load_predictor(path)
 except (CheckpointError, OSError) as err:
-    st.error(str(err))
+    st.error(plain(err))  # it may quote a path under the lab's home
     st.stop()
 
 
@@ -73,7 +83,11 @@ with tab_upload:
     c1, c2 = st.columns(2)
     layer = c1.selectbox(t("predict.cam_layer"), layers, key="cam_layer", help=t("predict.cam_layer_help"))
     alpha = c2.slider(t("predict.cam_alpha"), 0.0, 1.0, 0.5, step=0.05, key="cam_alpha")
-    files = st.file_uploader(t("predict.upload"), type=IMAGE_TYPES, accept_multiple_files=True)
+    # The browser refuses a larger file; imaging refuses it again for a client that skips the browser.
+    # st.camera_input has no size option (Streamlit 1.67): its shots meet imaging's check alone.
+    files = st.file_uploader(
+        t("predict.upload"), type=IMAGE_TYPES, accept_multiple_files=True, max_upload_size=classroom.limit("photo_mb")
+    )
     for f in files or []:
         show(predictor, f.file_id, f.name, f.getvalue(), layer, alpha)
     if st.toggle(t("predict.camera")):
@@ -86,6 +100,6 @@ with tab_gallery:
         with st.spinner(t("predict.evaluating")):
             result = gallery.evaluate(path, os.path.getmtime(path))
     except (OSError, ValueError, DatasetUnavailable) as err:  # a folder checkpoint's dataset may be gone
-        st.error(str(err))
+        st.error(plain(err))  # it may name the folder: the user's text
         st.stop()
     gallery.render(result)

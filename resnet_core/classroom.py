@@ -19,10 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from resnet_core import models
-
 TEACHER_ENV = "RESNET_LAB_TEACHER_TOKEN"
 FOLDERS_ROOT_ENV = "RESNET_LAB_FOLDERS_ROOT"
 
@@ -101,6 +97,12 @@ def check_may_act(actor: Actor | None, owner: str | None, run_name: str) -> None
 
 def run_cost(config) -> float:
     """Million parameters times epochs: the size of a run, the way a teacher thinks of it."""
+    # Imported here: imaging, the leaf every photo passes through, reads its byte limit from this
+    # module, and a leaf must not load the model registry to learn a number.
+    import torch
+
+    from resnet_core import models
+
     with torch.device("meta"):  # shapes only: resnet152 "builds" in milliseconds, with no memory
         model = models.get_model(config.model, num_classes=10, in_channels=3, image_size=32)
     return models.count_parameters(model) / 1e6 * config.epochs

@@ -36,7 +36,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-MAX_BYTES = 25 * 1024 * 1024  # a phone photo is 2-8 MB
+from resnet_core import classroom
+
 MAX_PIXELS = 50_000_000  # below Pillow's own bomb warning (89 Mpx); a 48 Mpx phone photo still opens
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")  # JPEG includes MPO (phone JPEGs with a second image)
 VALID = "a PNG, JPEG, BMP, GIF, TIFF or WebP image"
@@ -54,6 +55,18 @@ class ImageError(ValueError):
 # Decoding
 
 
+def max_bytes() -> int:
+    """The largest file decoded: the classroom's photo limit (``RESNET_LAB_MAX_PHOTO_MB``), read
+    on each call like every limit, so the Predict page's uploader and this check never disagree."""
+    return classroom.limit("photo_mb") * 1024**2
+
+
+def _check_size(size: int, name: str) -> None:
+    if size > max_bytes():
+        most = classroom.limit("photo_mb")  # the number the uploader and the home page show
+        raise ImageError(f"{name} is larger than {most} MB, this server's limit for a photo; use a smaller photo.")
+
+
 def _read(source: bytes | str | Path, name: str) -> bytes:
     if isinstance(source, bytes):
         raw = source
@@ -61,11 +74,9 @@ def _read(source: bytes | str | Path, name: str) -> bytes:
         path = Path(source)
         if not path.is_file():
             raise ImageError(f"{name}: no such file; give the path of {VALID}.")
-        if path.stat().st_size > MAX_BYTES:
-            raise ImageError(f"{name} is larger than {MAX_BYTES // 2**20} MB; use a smaller photo.")
+        _check_size(path.stat().st_size, name)  # before reading: a huge file is never held
         raw = path.read_bytes()
-    if len(raw) > MAX_BYTES:
-        raise ImageError(f"{name} is larger than {MAX_BYTES // 2**20} MB; use a smaller photo.")
+    _check_size(len(raw), name)
     if not raw:
         raise ImageError(f"{name} is empty; choose {VALID}.")
     head = raw[:512].lstrip().lower()

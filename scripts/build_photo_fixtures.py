@@ -72,7 +72,7 @@ def render(n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-training", action="store_true", help="only render the photos")
-    parser.add_argument("--only", nargs="+", choices=CHECKPOINTS, default=list(CHECKPOINTS), help="checkpoints to train")
+    parser.add_argument("--only", nargs="+", choices=CHECKPOINTS, default=list(CHECKPOINTS), help="which to train")
     parser.add_argument("--n", type=int, default=240, help="photos per kind")
     args = parser.parse_args()
     if not args.skip_training:

@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core import data, engine, models, predict, runs
 from resnet_core.config import TrainConfig
+from tests.conftest import shown
 from ui.i18n import catalogue
 
 CHECKPOINT = Path(__file__).parent / "fixtures" / "checkpoints" / "mnist-resnet20.pt"
@@ -167,7 +168,8 @@ def page(lab) -> AppTest:
 
 
 def captions(at: AppTest, key: str) -> list[str]:
-    """The image captions of the grid in the container ``key``, in reading order."""
+    """The image captions of the grid in the container ``key``, in reading order, as the reader sees
+    them (a class name is escaped: ``ui.common.plain``)."""
 
     def find(node):
         if getattr(node, "key", None) == key:
@@ -182,7 +184,7 @@ def captions(at: AppTest, key: str) -> list[str]:
         return []
     columns = [[c for image in column.get("image") for c in image.captions] for column in block.get("column")]
     total = sum(map(len, columns))  # image j is in column j % n: read the grid row by row
-    return [columns[j % len(columns)][j // len(columns)] for j in range(total)]
+    return [shown(columns[j % len(columns)][j // len(columns)]) for j in range(total)]
 
 
 def mistake(classes, y, p) -> str:

@@ -53,7 +53,7 @@ def one_sentence(err: Exception) -> str:
         (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>', "SVG"),
         (b"<svg width='10' height='10'></svg>", "SVG"),
         (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not a readable image"),  # never Ghostscript
-        (b"x" * (imaging.MAX_BYTES + 1), "larger than"),
+        (b"x" * (imaging.max_bytes() + 1), "larger than"),
     ],
 )
 def test_files_that_are_not_images_get_one_sentence_naming_the_formats(payload, words):

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from resnet_core import predict
-from ui.common import chart_text, enlarge, load_predictor
+from ui.common import chart_text, enlarge, load_predictor, plain
 from ui.i18n import t
 
 ALL = -1  # the cell selectbox's "all cells"; a cell is actual * classes + predicted
@@ -153,8 +153,8 @@ def render(g: dict) -> None:
     else:
         st.caption(t("predict.shown", shown=min(n, len(idx)), total=len(idx)))
 
-        def caption(i):
-            pred, actual = classes[g["preds"][i]], classes[g["targets"][i]]
+        def caption(i):  # captions are Markdown: a class name is a folder's, the user's text
+            pred, actual = plain(classes[g["preds"][i]]), plain(classes[g["targets"][i]])
             return t("predict.mistake", pred=pred, actual=actual) if wrong[i] else pred
 
         images(g, idx[:n], caption, "gallery_grid")
@@ -163,7 +163,8 @@ def render(g: dict) -> None:
     hard = predict.mistakes(g, only_wrong=False, order="loss", limit=n)
 
     def hard_caption(i):
-        pred, actual, prob = classes[g["preds"][i]], classes[g["targets"][i]], float(g["prob_actual"][i])
+        pred, actual = plain(classes[g["preds"][i]]), plain(classes[g["targets"][i]])
+        prob = float(g["prob_actual"][i])
         return (
             t("predict.hard_caption", pred=pred, actual=actual, prob=prob)
             if wrong[i]
