@@ -33,6 +33,9 @@ LIMITS = {
     "photo_mb": ("RESNET_LAB_MAX_PHOTO_MB", 25, "MB"),
     "weights_mb": ("RESNET_LAB_MAX_WEIGHTS_MB", 200, "MB"),
     "zip_mb": ("RESNET_LAB_MAX_ZIP_MB", 500, "MB"),
+    # Datasets from browsers' zips stay until someone deletes them (a student's own data is never
+    # pruned behind their back), so the lab's disk is capped instead: 20 zips at the largest.
+    "datasets_mb": ("RESNET_LAB_MAX_DATASETS_MB", 10_000, "MB"),
     "upload_days": ("RESNET_LAB_UPLOAD_DAYS", 7, "days"),
 }
 
@@ -144,6 +147,16 @@ def check_upload(kind: str, size_bytes: int, name: str = "The file") -> None:
     most = limit(f"{kind}_mb")
     if size_bytes > most * 1024**2:
         raise ClassroomError(f"{name} is {size_bytes / 1024**2:,.1f} MB; {kind} uploads here are limited to {most} MB.")
+
+
+def check_dataset_room(used_bytes: int, adding_bytes: int, name: str = "The zip") -> None:
+    """Refuse a zip whose images would take the lab's folder datasets past ``datasets_mb``."""
+    most = limit("datasets_mb")
+    if used_bytes + adding_bytes > most * 1024**2:
+        raise ClassroomError(
+            f"{name} would take the lab's datasets to {(used_bytes + adding_bytes) / 1024**2:,.0f} MB, over this "
+            f"server's limit of {most:,} MB; ask the teacher to delete datasets no one uses."
+        )
 
 
 def prune_uploads(folder: Path, now: float | None = None) -> int:

@@ -259,6 +259,13 @@ BUILTIN: dict[str, DatasetSpec] = {
 }
 
 
+def folders_bytes() -> int:
+    """Disk taken by the lab's folder datasets (zips unpacked into it; a server directory
+    registered in place takes only its index)."""
+    base = folders.folders_dir(data_root())
+    return sum(p.stat().st_size for p in base.rglob("*") if p.is_file() and not p.is_symlink()) if base.is_dir() else 0
+
+
 def list_datasets(kind: str | None = None) -> list[str]:
     """Built-in names in registry order, then the user's folders, alphabetically."""
     names = list(BUILTIN) + folders.list_folders(data_root())

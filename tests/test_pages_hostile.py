@@ -267,3 +267,13 @@ def test_a_killed_run_reads_interrupted_on_the_train_page_not_failed(lab, monkey
     assert not at.exception
     en = catalogue("en")
     assert [shown(e.value) for e in at.error] == [en["train.interrupted"].format(error=runs.KILLED)]
+
+
+def test_zips_stop_when_the_labs_datasets_reach_their_disk_limit(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_MAX_DATASETS_MB", "1")
+    at = add_folder_via_page(app("data"), "pets", make_zip(tmp_path / "x.zip", []).read_bytes())
+    assert not at.error and data.list_datasets("folder") == ["pets"]  # small: fits
+    big = make_zip(tmp_path / "big.zip", [("cat/noise.png", os.urandom(1024**2))])
+    at = add_folder_via_page(at, "more", big.read_bytes())
+    assert "over this server's limit of 1 MB" in shown(at.error[0].value)
+    assert data.list_datasets("folder") == ["pets"]
