@@ -74,7 +74,12 @@ except (CheckpointError, OSError) as err:
     st.stop()
 
 
-tab_upload, tab_gallery = st.tabs([t("predict.tab.upload"), t("predict.tab.gallery")])
+# Lazy tabs: the gallery (the whole test split evaluated, then charts and 80 images drawn) runs
+# only while its tab is open, not on every upload; the upload tab always runs, so its files
+# survive a look at the gallery (a widget left out of a run loses its state).
+tab_upload, tab_gallery = st.tabs(
+    [t("predict.tab.upload"), t("predict.tab.gallery")], key="predict_tab", on_change="rerun"
+)
 with tab_upload:
     st.caption(t("predict.hint", style=t(f"predict.style.{predictor.style}")))
     layers = predictor.cam_layers()
@@ -96,6 +101,8 @@ with tab_upload:
             show(predictor, "camera", "camera.jpg", shot.getvalue(), layer, alpha)
 
 with tab_gallery:
+    if not tab_gallery.open:
+        st.stop()
     try:
         with st.spinner(t("predict.evaluating")):
             result = gallery.evaluate(path, os.path.getmtime(path))

@@ -162,6 +162,7 @@ def page(lab) -> AppTest:
     runs.update_status(run_dir, state="finished", best_acc=ckpt["metrics"]["best_acc"], started=1, ended=2)
     at = AppTest.from_file("../streamlit_app.py", default_timeout=120)
     at.run()
+    at.session_state["predict_tab"] = catalogue("en")["predict.tab.gallery"]  # the gallery runs only while open
     at.switch_page("pages/predict.py").run()
     assert not at.exception, at.exception
     return at

@@ -77,6 +77,9 @@ def test_predict_page_labels_an_uploaded_digit(lab, trained_run, tmp_path):
     answer = [m.value for m in at.markdown if m.value.startswith("**")]
     classes = torch.load(trained_run / "best.pt", weights_only=True)["classes"]
     assert len(answer) == 1 and shown(answer[0]).split("**")[1] == classes[label]  # the digit it really is
+    assert not at.metric  # the gallery's tab is closed: nothing of it runs
+    at.session_state["predict_tab"] = catalogue("en")["predict.tab.gallery"]
+    at.run()
     assert at.metric[0].label == catalogue("en")["predict.accuracy"]
 
 
@@ -132,8 +135,12 @@ def test_predict_page_evaluates_the_gallery_once_per_checkpoint(lab, trained_run
     at = app("predict")
     path, _ = digit_png(tmp_path, 0)
     at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
+    assert not at.exception and calls == []  # the gallery's tab is closed: an upload evaluates nothing
+    at.session_state["predict_tab"] = catalogue("en")["predict.tab.gallery"]
     at.run()
-    assert not at.exception and calls == [()]  # three runs of the page, one evaluation of the whole split
+    at.run()
+    assert not at.exception and calls == [()]  # two runs with the gallery open, one evaluation of the whole split
+    assert any(m.value.startswith("**") for m in at.markdown)  # the upload's answer is still there
 
 
 def test_train_page_shows_a_run_that_a_test_launched(lab):

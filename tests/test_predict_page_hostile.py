@@ -90,6 +90,8 @@ def test_predict_page_shows_markdown_and_html_class_names_as_typed(lab, trained_
     at.file_uploader[0].set_value(
         [(path.name, path.read_bytes(), "image/png"), (bad_name, b"not an image", "image/png")]
     ).run()
+    at.session_state["predict_tab"] = catalogue("en")["predict.tab.gallery"]  # the gallery too
+    at.run()
     assert not at.exception, at.exception
 
     # The answer: bold around the escaped name, which the reader sees as typed.
