@@ -105,8 +105,8 @@ with st.expander(t("data.add.title")):
                 source = classroom.check_server_folder(server_dir) if server_dir else Path(tmp) / "upload.zip"
                 if not server_dir:
                     classroom.check_upload("zip", upload.size, upload.name)
-                    classroom.check_dataset_room(data.folders_bytes(), upload.size, upload.name)
                     source.write_bytes(upload.getvalue())
+                    classroom.check_dataset_room(data.folders_bytes(), data.unpacked_bytes(source), upload.name)
                 added = data.add_folder(new_name, source, confine=True)  # a browser: nothing beyond its folder
             st.success(
                 t(

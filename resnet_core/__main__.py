@@ -124,15 +124,15 @@ def cmd_train(args) -> int:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 config.run_dir = str(run_dir)
                 config.save(run_dir / "config.json")
-                runs.write_status(run_dir, {"state": "queued"})
+                runs.write_status(run_dir, runs.foreground_status())
             engine.dist.barrier()
         elif run_dir is None:
-            run_dir = runs.create(config)
+            run_dir = runs.create(config, here=True)
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             config.run_dir = str(run_dir)
             config.save(run_dir / "config.json")
-            runs.write_status(run_dir, {"state": "queued"})
+            runs.write_status(run_dir, runs.foreground_status())
     print(f"run directory: {run_dir}", flush=True)
     result = runs.train_run(run_dir, resume=args.resume, echo=progress_printer())
     rank = engine.world()[0]
@@ -205,6 +205,12 @@ def cmd_runs(args) -> int:
 def cmd_datasets(args) -> int:
     from resnet_core import data
 
+    if args.action == "delete":
+        if not args.name:
+            raise ConfigError("Usage: python -m resnet_core datasets delete NAME")
+        data.remove_folder(args.name)
+        print(f"deleted {args.name}")
+        return 0
     if args.action == "add":
         if not (args.name and args.path):
             raise ConfigError("Usage: python -m resnet_core datasets add NAME PATH_OR_ZIP")
@@ -254,7 +260,7 @@ def _backbone(args, echo) -> Path:
     if done:
         return Path(done[strategies.default_backbone(done, args.source)]["path"]) / "best.pt"
     print(f"no finished {args.source} run: training a ResNet-20 on it first", flush=True)
-    run_dir = runs.create(strategies.backbone_config(args.source))
+    run_dir = runs.create(strategies.backbone_config(args.source), here=True)
     runs.train_run(run_dir, echo=echo)
     return run_dir / "best.pt"
 
@@ -271,7 +277,7 @@ def cmd_transfer_compare(args) -> int:
         if args.only and name not in args.only:
             continue
         print(f"--- {name}", flush=True)
-        runs.train_run(runs.create(config), echo=echo)
+        runs.train_run(runs.create(config, here=True), echo=echo)
     rows = strategies.table(next(iter(chosen.values())).extra["group"])
     if args.json:
         print(json.dumps(rows))
@@ -316,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("datasets", help="list datasets, show one, or add a folder of images")
-    p.add_argument("action", nargs="?", default="list", choices=("list", "show", "add"))
+    p = sub.add_parser("datasets", help="list datasets, show one, add a folder of images, or delete one")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "show", "add", "delete"))
     p.add_argument("name", nargs="?")
     p.add_argument("path", nargs="?")
     p.set_defaults(func=cmd_datasets)

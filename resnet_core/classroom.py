@@ -155,7 +155,8 @@ def check_dataset_room(used_bytes: int, adding_bytes: int, name: str = "The zip"
     if used_bytes + adding_bytes > most * 1024**2:
         raise ClassroomError(
             f"{name} would take the lab's datasets to {(used_bytes + adding_bytes) / 1024**2:,.0f} MB, over this "
-            f"server's limit of {most:,} MB; ask the teacher to delete datasets no one uses."
+            f"server's limit of {most:,} MB; the teacher can delete one no one uses "
+            "(python -m resnet_core datasets delete NAME)."
         )
 
 

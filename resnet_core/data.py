@@ -10,12 +10,14 @@ needed for the in-memory sets.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import math
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -260,10 +262,36 @@ BUILTIN: dict[str, DatasetSpec] = {
 
 
 def folders_bytes() -> int:
-    """Disk taken by the lab's folder datasets (zips unpacked into it; a server directory
-    registered in place takes only its index)."""
-    base = folders.folders_dir(data_root())
-    return sum(p.stat().st_size for p in base.rglob("*") if p.is_file() and not p.is_symlink()) if base.is_dir() else 0
+    """Disk taken by the lab's folder datasets: zips unpacked into it and decoded caches (a server
+    directory registered in place takes only its index and cache)."""
+    total = 0
+    for path in folders.folders_dir(data_root()).rglob("*"):
+        with contextlib.suppress(OSError):  # another session's staging folder may go mid-walk
+            total += path.lstat().st_size if path.is_file() and not path.is_symlink() else 0
+    return total
+
+
+def unpacked_bytes(source: str | Path) -> int:
+    """What a zip says it unpacks to (its central directory, nothing extracted); a file's own size
+    when it is no readable zip (the extraction then refuses it with its own sentence)."""
+    try:
+        with zipfile.ZipFile(source) as zf:
+            return sum(m.file_size for m in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return Path(source).stat().st_size
+
+
+def remove_folder(name: str) -> None:
+    """Delete folder dataset ``name`` from the lab: its index, cache and unpacked zip. A server
+    directory registered in place is only forgotten: its images are never touched."""
+    target = folders.folders_dir(data_root()) / name
+    if name in BUILTIN or not (target / "index.json").is_file():
+        choices = ", ".join(list_datasets("folder")) or "none"
+        raise ValueError(f"No folder dataset named {name!r}; choose one of: {choices}.")
+    # Renamed first, so a reader sees the dataset whole or not at all, never half deleted.
+    doomed = target.with_name(f".{name}.{os.getpid()}.deleting")
+    target.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def list_datasets(kind: str | None = None) -> list[str]:

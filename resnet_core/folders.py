@@ -229,6 +229,9 @@ def _scan_classes(split_root: Path, skipped: Counter, inside: Path | None = None
         if not entry.is_dir():
             skipped["not inside a class folder"] += 1
             continue
+        if inside is not None and not entry.resolve().is_relative_to(inside):
+            skipped["links leaving the folder"] += 1  # never walked: it could be "/" (rglob follows it)
+            continue
         files = []
         for path in sorted(entry.rglob("*")):
             if not path.is_file():

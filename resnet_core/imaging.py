@@ -55,28 +55,35 @@ class ImageError(ValueError):
 # Decoding
 
 
+# Files on the server's own disk (folder datasets, the command line) are the teacher's and the
+# shell's, not uploads: a fixed cap, with MAX_PIXELS guarding memory; a DSLR TIFF may be 60 MB.
+MAX_FILE_BYTES = 100 * 1024**2
+
+
 def max_bytes() -> int:
-    """The largest file decoded: the classroom's photo limit (``RESNET_LAB_MAX_PHOTO_MB``), read
+    """The largest upload decoded: the classroom's photo limit (``RESNET_LAB_MAX_PHOTO_MB``), read
     on each call like every limit, so the Predict page's uploader and this check never disagree."""
     return classroom.limit("photo_mb") * 1024**2
 
 
-def _check_size(size: int, name: str) -> None:
+def _check_upload_size(size: int, name: str) -> None:
     if size > max_bytes():
         most = classroom.limit("photo_mb")  # the number the uploader and the home page show
         raise ImageError(f"{name} is larger than {most} MB, this server's limit for a photo; use a smaller photo.")
 
 
 def _read(source: bytes | str | Path, name: str) -> bytes:
+    """The bytes of an upload (``bytes``: the photo limit applies) or of a file on disk."""
     if isinstance(source, bytes):
         raw = source
+        _check_upload_size(len(raw), name)
     else:
         path = Path(source)
         if not path.is_file():
             raise ImageError(f"{name}: no such file; give the path of {VALID}.")
-        _check_size(path.stat().st_size, name)  # before reading: a huge file is never held
+        if path.stat().st_size > MAX_FILE_BYTES:  # before reading: a huge file is never held
+            raise ImageError(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MB; resize it, or use {VALID}.")
         raw = path.read_bytes()
-    _check_size(len(raw), name)
     if not raw:
         raise ImageError(f"{name} is empty; choose {VALID}.")
     head = raw[:512].lstrip().lower()

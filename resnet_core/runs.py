@@ -145,8 +145,15 @@ def transitions():
             _HELD.depth = 0
 
 
-def create(config: TrainConfig, owner: str | None = None, nproc: int = 1) -> Path:
-    """Make a new run directory holding ``config.json`` and a queued status."""
+def foreground_status() -> dict[str, Any]:
+    """The status of a run this process trains itself (the command line, in the foreground):
+    already started, with this pid, so no dispatcher (a page, the watchdog) starts it as well."""
+    return {"state": "starting", "created": time.time(), "pid": os.getpid(), "pid_start": _start_time(os.getpid())}
+
+
+def create(config: TrainConfig, owner: str | None = None, nproc: int = 1, here: bool = False) -> Path:
+    """Make a new run directory holding ``config.json`` and a queued status (``here``: trained
+    by this process, see :func:`foreground_status`)."""
     config.validate()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = runs_dir() / f"{stamp}-{config.dataset}-{config.model}"
@@ -160,7 +167,8 @@ def create(config: TrainConfig, owner: str | None = None, nproc: int = 1) -> Pat
             run_dir = base.with_name(f"{base.name}-{n}")
     config.run_dir = str(run_dir)
     config.save(run_dir / "config.json")
-    write_status(run_dir, {"state": "queued", "created": time.time(), "owner": owner, "nproc": nproc})
+    status = foreground_status() if here else {"state": "queued", "created": time.time()}
+    write_status(run_dir, {**status, "owner": owner, "nproc": nproc})
     return run_dir
 
 

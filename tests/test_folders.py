@@ -185,7 +185,8 @@ def test_links_leaving_a_browsers_server_folder_are_skipped(lab, tmp_path):
     confined = data.add_folder("browser", shared, confine=True)
     assert confined.classes == ["cat", "dog"]
     index = folders.read_index(data.data_root(), "browser")
-    assert index["skipped"] == {"links leaving the folder": 6} and "cat/inside.png" in index["files"]
+    # The linked class folder counts once (never walked: it could be "/"), the linked image once.
+    assert index["skipped"] == {"links leaving the folder": 2} and "cat/inside.png" in index["files"]
     assert data.add_folder("shell", shared).classes == ["cat", "dog", "secret"]  # the shell's own: links followed
 
 
@@ -226,3 +227,22 @@ def test_a_registered_folder_that_has_gone_says_so(lab, tmp_path):
     shutil.rmtree(src)
     with pytest.raises(folders.FolderError, match="which is gone"):
         data.load_dataset("gone", "train")
+
+
+def test_a_deleted_server_folder_dataset_leaves_its_images_alone(lab, tmp_path):
+    source = png_folder(tmp_path / "shared")
+    data.add_folder("pets", source)
+    data.remove_folder("pets")
+    assert data.list_datasets("folder") == [] and len(list(source.rglob("*.png"))) == 10
+    with pytest.raises(ValueError, match="No folder dataset named 'pets'; choose one of: none"):
+        data.remove_folder("pets")
+    with pytest.raises(ValueError, match="No folder dataset"):
+        data.remove_folder("mnist-sample")  # a built-in is no folder dataset
+
+
+def test_what_a_zip_unpacks_to_is_read_from_its_directory(tmp_path):
+    archive = make_zip(tmp_path / "x.zip", [("cat/zeros.bin", bytes(1024**2))])  # 1 MB of zeros: ~1 kB packed
+    assert archive.stat().st_size < 100_000 and data.unpacked_bytes(archive) > 1024**2
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip")
+    assert data.unpacked_bytes(junk) == 9

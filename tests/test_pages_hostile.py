@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import classroom, data, models, runs
@@ -270,10 +271,19 @@ def test_a_killed_run_reads_interrupted_on_the_train_page_not_failed(lab, monkey
 
 
 def test_zips_stop_when_the_labs_datasets_reach_their_disk_limit(lab, tmp_path, monkeypatch):
+    """Each zip fits alone; the second does not fit beside the first. Then the teacher deletes one."""
+    from resnet_core.__main__ import main
+
     monkeypatch.setenv("RESNET_LAB_MAX_DATASETS_MB", "1")
-    at = add_folder_via_page(app("data"), "pets", make_zip(tmp_path / "x.zip", []).read_bytes())
-    assert not at.error and data.list_datasets("folder") == ["pets"]  # small: fits
-    big = make_zip(tmp_path / "big.zip", [("cat/noise.png", os.urandom(1024**2))])
-    at = add_folder_via_page(at, "more", big.read_bytes())
+    buffer = io.BytesIO()  # a real image that barely compresses: 600 kB of noise, kept as it is
+    Image.frombytes("RGB", (450, 450), os.urandom(450 * 450 * 3)).save(buffer, format="PNG")
+    half = [("cat/noise.png", buffer.getvalue())]
+    at = add_folder_via_page(app("data"), "pets", make_zip(tmp_path / "x.zip", half).read_bytes())
+    assert not at.error and data.list_datasets("folder") == ["pets"]
+    at = add_folder_via_page(at, "more", make_zip(tmp_path / "y.zip", half).read_bytes())
     assert "over this server's limit of 1 MB" in shown(at.error[0].value)
     assert data.list_datasets("folder") == ["pets"]
+    assert main(["datasets", "delete", "pets"]) == 0 and data.list_datasets("folder") == []
+    assert data.folders_bytes() == 0
+    at = add_folder_via_page(at, "more", make_zip(tmp_path / "y.zip", half).read_bytes())
+    assert not at.error and data.list_datasets("folder") == ["more"]

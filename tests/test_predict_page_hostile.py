@@ -51,8 +51,11 @@ def test_imaging_refuses_bytes_over_the_configured_photo_limit(monkeypatch, tmp_
     assert "\n" not in str(info.value) and str(info.value).count(". ") == 0
     path = tmp_path / "big.png"
     path.write_bytes(big)
-    with pytest.raises(imaging.ImageError, match="larger than 1 MB"):
-        imaging.decode(path)  # refused from the file's size, before it is read
+    with pytest.raises(imaging.ImageError, match="not a readable image"):
+        imaging.decode(path)  # a file on the server's disk (a folder dataset) is no upload: its content fails
+    monkeypatch.setattr(imaging, "MAX_FILE_BYTES", 1024**2)
+    with pytest.raises(imaging.ImageError, match="larger than 1 MB; resize it"):
+        imaging.decode(path)  # the file cap: refused from the file's size, before it is read
     with pytest.raises(imaging.ImageError, match="not a readable image"):
         imaging.decode(big[:-1], "big.png")  # at the limit: the size passes, the content does not
 

@@ -245,3 +245,21 @@ def test_ctrl_c_stops_a_trainer_and_its_loader_workers(lab, tmp_path, monkeypatc
     assert load_checkpoint(run_dir / "last.pt")["next_step"] > 0
     # The trainer joins its workers as it leaves its epoch; a few seconds allow for their exit.
     assert wait_for(lambda: not any(runs._alive(w, start) for w, start in workers.items()), timeout=5)
+
+
+def test_a_run_the_command_line_trains_itself_is_never_started_again(lab, monkeypatch, watchdog):
+    """`python -m resnet_core train` trains in the foreground; a server's watchdog sweeping the same
+    lab meanwhile must not take its run for a queued one and start a second trainer on it."""
+    from tests.conftest import TINY_ARGS
+
+    monkeypatch.setenv("RESNET_LAB_MAX_RUNS", "2")  # a free slot: only the run's own status keeps it off
+    args = [*TINY_ARGS, "--max-train-batches", "40"]
+    cli = subprocess.run(
+        [sys.executable, "-m", "resnet_core", "train", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert cli.returncode == 0, cli.stderr
+    (row,) = runs.list_runs()
+    run_dir = Path(row["path"])
+    assert row["state"] == "finished"
+    assert not (run_dir / "train.log").exists()  # what a spawned trainer writes: none was spawned
+    assert sum(e["type"] == "start" for e in runs.read_metrics(run_dir)) == 1
