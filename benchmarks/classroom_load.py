@@ -530,24 +530,30 @@ def clients_yield() -> str:
     try:
         if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1" or not autogroup.exists():
             return "clients at nice 0 (no autogroups here)"
-        if os.getsid(0) != os.getpid():
-            os.setsid()
-        autogroup.write_text("19")
+        autogroup.write_text("19")  # this process leads a session of its own: see in_own_session
         return "clients in their own session at autogroup nice 19"
     except OSError as err:
         return f"clients at nice 0 ({err.strerror})"
 
 
+def in_own_session(argv: list[str]) -> int:
+    """Run the benchmark again as a child leading a session of its own (so that ``clients_yield``
+    ranks it alone); forward the signals a terminal or a CI runner sends as Ctrl-C, which the
+    child no longer hears from the terminal, so it stops its server and trainers before it ends."""
+    env = {**os.environ, "CLASSROOM_LOAD_CHILD": "1"}
+    child = subprocess.Popen([sys.executable, __file__, *argv], env=env, start_new_session=True)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: child.send_signal(signal.SIGINT))
+    code = child.wait()
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
+
+
 def main(argv=None) -> int:
-    if os.getsid(0) != os.getpid() and os.getpgid(0) == os.getpid() and not os.environ.get("CLASSROOM_LOAD_CHILD"):
-        # A process-group leader (a shell job) cannot start a session: run again as a child that can.
-        env = {**os.environ, "CLASSROOM_LOAD_CHILD": "1"}
-        child = subprocess.Popen([sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], env=env)
-        try:
-            return child.wait()
-        except KeyboardInterrupt:  # in its own session the child no longer hears the terminal's Ctrl-C
-            child.send_signal(signal.SIGINT)
-            return child.wait()
+    argv = sys.argv[1:] if argv is None else argv
+    if not os.environ.get("CLASSROOM_LOAD_CHILD"):
+        return in_own_session(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # sent to us directly: stop as on Ctrl-C, cleaning up
+        signal.signal(sig, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1, 3 with short windows (under a minute)")
     parser.add_argument("--students", type=int, nargs="+", help="class sizes (default 1 10 30; quick 1 3)")

@@ -100,13 +100,17 @@ with tab_upload:
         if shot is not None:
             show(predictor, "camera", "camera.jpg", shot.getvalue(), layer, alpha)
 
-with tab_gallery:
-    if not tab_gallery.open:
-        st.stop()
+
+def show_gallery() -> None:
     try:
         with st.spinner(t("predict.evaluating")):
             result = gallery.evaluate(path, os.path.getmtime(path))
     except (OSError, ValueError, DatasetUnavailable) as err:  # a folder checkpoint's dataset may be gone
         st.error(plain(err))  # it may name the folder: the user's text
-        st.stop()
+        return
     gallery.render(result)
+
+
+with tab_gallery:
+    if tab_gallery.open:  # not st.stop(): a stopped run would leave stale widget state unpruned
+        show_gallery()

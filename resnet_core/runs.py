@@ -234,7 +234,7 @@ def reconcile() -> list[Path]:
             if status["state"] in ACTIVE:
                 continue
             with contextlib.suppress(OSError, CheckpointError):
-                update_status(run_dir, state=status["state"], error=status["error"], ended=time.time())
+                update_status(run_dir, state=status["state"], error=status.get("error", KILLED), ended=time.time())
                 ended.append(run_dir)
     return ended
 
@@ -612,7 +612,9 @@ def _read_note(run_dir: Path) -> dict[str, Any]:
 def failure_message(err: BaseException, run_dir: Path) -> str:
     """The sentence a failed run shows: a full disk says so and what to do; anything else as raised."""
     cause: BaseException | None = err
-    while cause is not None:
+    seen: set[int] = set()  # a chain can loop (an exception raised from itself, re-raised in its handler)
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return DISK_FULL.format(folder=run_dir, why=os.strerror(cause.errno))
         cause = cause.__cause__ or cause.__context__

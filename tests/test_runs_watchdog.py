@@ -263,3 +263,10 @@ def test_a_run_the_command_line_trains_itself_is_never_started_again(lab, monkey
     assert row["state"] == "finished"
     assert not (run_dir / "train.log").exists()  # what a spawned trainer writes: none was spawned
     assert sum(e["type"] == "start" for e in runs.read_metrics(run_dir)) == 1
+
+
+def test_a_looping_exception_chain_still_gets_its_sentence(tmp_path):
+    err = ValueError("bad")
+    err.__context__ = RuntimeError("while handling")
+    err.__context__.__context__ = err  # what `raise e` inside `except` around `e` can build
+    assert runs.failure_message(err, tmp_path) == "ValueError: bad"
