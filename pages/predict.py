@@ -28,10 +28,20 @@ require_frame("pages/predict.py")
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
 
 
+def answer(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: str, alpha: float) -> dict:
+    """An upload's answer, kept for this session while the file stays uploaded: a tab switch or a
+    widget elsewhere reruns the page, and must not rerun the network and Grad-CAM on every photo."""
+    memo = st.session_state.setdefault("answers", {})
+    token = (predictor_key, key, layer, alpha)
+    if token not in memo:
+        memo[token] = predictor.answer(raw, name, layer=layer, alpha=alpha)
+    return memo[token]
+
+
 def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: str, alpha: float) -> None:
     """One upload: its preparation step by step, then the answer or the sentence saying why not."""
     try:
-        out = predictor.answer(raw, name, layer=layer, alpha=alpha)
+        out = answer(predictor, key, name, raw, layer, alpha)
     except predict.ImageError as err:
         st.error(plain(err))  # it quotes the file's name: the uploader's text
         return
@@ -69,6 +79,7 @@ path = st.selectbox(
 )
 try:
     predictor = load_predictor(path)
+    predictor_key = (path, os.path.getmtime(path))  # a checkpoint rewritten in place is another model
 except (CheckpointError, OSError) as err:
     st.error(plain(err))  # it may quote a path under the lab's home
     st.stop()
@@ -95,10 +106,14 @@ with tab_upload:
     )
     for f in files or []:
         show(predictor, f.file_id, f.name, f.getvalue(), layer, alpha)
-    if st.toggle(t("predict.camera")):
-        shot = st.camera_input(t("predict.camera"))
-        if shot is not None:
-            show(predictor, "camera", "camera.jpg", shot.getvalue(), layer, alpha)
+    shot = st.camera_input(t("predict.camera")) if st.toggle(t("predict.camera")) else None
+    if shot is not None:
+        show(predictor, shot.file_id, "camera.jpg", shot.getvalue(), layer, alpha)
+    # Answers no longer shown (a file removed, another checkpoint, layer or opacity) are let go.
+    kept = {(predictor_key, f.file_id, layer, alpha) for f in [*(files or []), *([shot] if shot else [])]}
+    memo = st.session_state.get("answers", {})
+    for token in [k for k in memo if k not in kept]:
+        del memo[token]
 
 
 def show_gallery() -> None:

@@ -143,6 +143,25 @@ def test_predict_page_evaluates_the_gallery_once_per_checkpoint(lab, trained_run
     assert any(m.value.startswith("**") for m in at.markdown)  # the upload's answer is still there
 
 
+def test_an_upload_is_answered_once_however_often_the_page_reruns(lab, trained_run, tmp_path, monkeypatch):
+    from resnet_core import predict
+
+    finished_run(lab, trained_run)
+    calls = []
+    real = predict.Predictor.answer
+    monkeypatch.setattr(predict.Predictor, "answer", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    at = app("predict")
+    path, _ = digit_png(tmp_path, 0)
+    at.file_uploader[0].set_value((path.name, path.read_bytes(), "image/png")).run()
+    at.run()
+    at.session_state["predict_tab"] = catalogue("en")["predict.tab.gallery"]  # a look at the gallery
+    at.run()
+    assert not at.exception and len(calls) == 1
+    assert len([m for m in at.markdown if m.value.startswith("**")]) == 1  # the answer is still shown
+    at.slider(key="cam_alpha").set_value(0.8).run()  # another Grad-CAM opacity: a new answer
+    assert len(calls) == 2 and len(at.session_state["answers"]) == 1  # the old one let go
+
+
 def test_train_page_shows_a_run_that_a_test_launched(lab):
     run_dir = runs.launch(tiny_config(max_train_batches=3, max_test_images=50))
     at = app("train")

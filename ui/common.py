@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime import Runtime
 
 from resnet_core import classroom, data, predict, system
 from resnet_core import monitor as runs_monitor
@@ -83,12 +84,18 @@ def _yield_to_training() -> None:
             os.setpriority(os.PRIO_PROCESS, int(task.name), SERVER_NICE)
 
 
+def real_server() -> bool:
+    """A Streamlit server runs this script, not AppTest, which runs it inside the test process:
+    AppTest installs a mock Runtime, so ``st.runtime.exists()`` is true there too (Streamlit 1.67)."""
+    return st.runtime.exists() and type(Runtime.instance()) is Runtime
+
+
 @st.cache_resource(show_spinner=False)
 def serve_once() -> bool:
     """Once per server process: one torch thread for the page server's own compute (theory
     measurements, predictions), and a lower CPU priority than the trainers. Not under AppTest,
     whose pages run inside the test process."""
-    if not st.runtime.exists():
+    if not real_server():  # under AppTest it would renice the test's whole terminal session
         return False
     import torch
 
