@@ -33,8 +33,8 @@ LIMITS = {
     "photo_mb": ("RESNET_LAB_MAX_PHOTO_MB", 25, "MB"),
     "weights_mb": ("RESNET_LAB_MAX_WEIGHTS_MB", 200, "MB"),
     "zip_mb": ("RESNET_LAB_MAX_ZIP_MB", 500, "MB"),
-    # Datasets from browsers' zips stay until someone deletes them (a student's own data is never
-    # pruned behind their back), so the lab's disk is capped instead: 20 zips at the largest.
+    # A student's zip dataset stays until the teacher deletes it (never pruned behind their back),
+    # so the disk all folder datasets take in the lab is capped instead: 20 of the largest zips.
     "datasets_mb": ("RESNET_LAB_MAX_DATASETS_MB", 10_000, "MB"),
     "upload_days": ("RESNET_LAB_UPLOAD_DAYS", 7, "days"),
 }
