@@ -1,5 +1,7 @@
 """The engine: learning beats chance, best.pt is what it says, resume and stop are exact."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -23,18 +25,41 @@ def small(tmp_path, name="run", **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def test_two_epochs_on_a_subset_beat_chance_and_best_pt_reproduces_its_accuracy(lab, trained_run):
-    ckpt = load_checkpoint(trained_run / "best.pt")
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    """A ResNet-20 trained for 2 epochs of 30 batches on mnist-sample (about 15 s on 2 cores).
+
+    Its weights follow the rounding of this CPU's kernels, so the tests below assert only what
+    holds for any model this recipe gives: far above chance, and its own files agreeing."""
+    home = tmp_path_factory.mktemp("short")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RESNET_LAB_HOME", str(home / "lab"))
+        config = TrainConfig(
+            dataset="mnist-sample",
+            model="resnet20",
+            epochs=2,
+            batch_size=128,
+            lr=0.1,
+            max_train_batches=30,
+            max_test_images=500,
+            run_dir=str(home / "run"),
+        )
+        engine.fit(config)
+    return home / "run"
+
+
+def test_two_epochs_on_a_subset_beat_chance_and_best_pt_reproduces_its_accuracy(lab, short_run):
+    ckpt = load_checkpoint(short_run / "best.pt")
     best = ckpt["metrics"]["best_acc"]
-    assert best > 0.7, f"2 short epochs should be far above 10 % chance, got {best:.1%}"
+    assert best > 0.5, f"2 short epochs should be far above 10 % chance, got {best:.1%}"
     assert [row["epoch"] for row in ckpt["history"]] == [1, 2]
-    again = predict.evaluate_checkpoint(trained_run / "best.pt", limit=500)
-    assert again["acc"] == pytest.approx(ckpt["metrics"]["test_acc"], abs=1e-9)
+    again = predict.evaluate_checkpoint(short_run / "best.pt", limit=500)
+    assert again["acc"] == pytest.approx(ckpt["metrics"]["test_acc"], abs=1e-9)  # same machine, same kernels
     assert ckpt["classes"][0] == "0 - zero" and ckpt["in_channels"] == 1 and ckpt["image_size"] == 28
 
 
-def test_checkpoint_loads_with_weights_only(trained_run):
-    obj = torch.load(trained_run / "last.pt", weights_only=True)
+def test_checkpoint_loads_with_weights_only(short_run):
+    obj = torch.load(short_run / "last.pt", weights_only=True)
     assert obj["config"]["model"] == "resnet20" and "optimizer" in obj and "lr_scheduler" in obj
 
 
