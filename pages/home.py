@@ -30,6 +30,7 @@ with left:
         extra = f", {device['memory_gb']} GB" if "memory_gb" in device else f", {device.get('cores')} cores"
         st.write(f"**{device['kind'].upper()}**: {device['name']}{extra}")
     st.write(f"torch {env['torch']} · torchvision {env['torchvision']} · Python {env['python']}")
+    st.write(t("home.precision", cpu=env["precision"]["cpu"], capability=env["cpu_capability"]))
     st.write(t("home.network.yes") if env["network"] else t("home.network.no"))
 with right:
     st.write(t("home.datasets_on_disk"))

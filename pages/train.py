@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from resnet_core import classroom, data, export, models, runs
+from resnet_core import classroom, data, export, models, precision, runs
 from resnet_core import config as cfg
 from ui.common import actor, dataset_label, monitor, plain, require_frame
 from ui.i18n import language, t
@@ -38,7 +38,7 @@ with st.form("train_form"):
     augment = c.selectbox(t("train.augment"), cfg.AUGMENTATIONS, index=cfg.AUGMENTATIONS.index(preset.augment))
     device = a.selectbox(t("train.device"), cfg.DEVICES)
     seed = b.number_input(t("train.seed"), 0, 2**31 - 1, preset.seed)
-    amp = c.checkbox(t("train.amp"), preset.amp)
+    amp = c.checkbox(t("train.amp"), preset.amp, help=t("train.amp_help", cpu=precision.resolve("cpu").label))
     compiled = c.checkbox(t("train.compile"), preset.compile)
     start = st.form_submit_button(t("train.start"), type="primary")
 if start:
@@ -133,6 +133,8 @@ def live() -> None:
     if POLL_S.get(state) != interval:
         st.rerun()  # started or ended: poll at the new pace, or stop polling
     st.subheader(t("train.live", run=p["run"]))
+    if status.get("precision"):  # written when the trainer starts: what it computes in
+        st.caption(t("train.precision", device=status.get("device", "-"), precision=status["precision"]))
     if state == "queued":
         st.info(t("train.queued", pos=p["queue_position"], limit=runs.max_concurrent()))
     elif state in ("failed", "interrupted"):  # the error may quote a file name: plain text

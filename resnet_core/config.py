@@ -49,7 +49,7 @@ class TrainConfig:
     zoom: float = 0.1  # "affine" scales each image by a factor in 1 +- zoom
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bfloat16 autocast on CUDA GPUs with bf16; ignored on CPU (most have no bf16 units: slower)
+    amp: bool = True  # bf16 autocast where the device has bf16 units (CUDA 8.0+, AMX/AVX512-BF16 CPUs): precision.py
     compile: bool = False  # torch.compile the model: faster steps on a GPU after a compile of a minute or so
     workers: int = 0  # DataLoader workers for folders too large to cache; 0 = one per core, at most 4
     image_size: int | None = None  # input side in px; None = the dataset's own size

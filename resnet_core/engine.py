@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_core import data as data_mod
-from resnet_core import transfer
+from resnet_core import precision, transfer
 from resnet_core.checkpoints import load_checkpoint, save_checkpoint
 from resnet_core.config import TrainConfig
 
@@ -270,8 +270,7 @@ def train_one_epoch(
     correct = torch.tensor(int(partial["correct"]), device=device)
     seen = int(partial["seen"])
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    # Native bf16 only (compute capability 8+): on a T4 or V100 it is emulated, slower than fp32.
-    use_amp = config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    compute = precision.resolve(device, config.amp)  # bf16 where the device has bf16 units, else fp32
     logged = {"time": time.perf_counter(), "seen": seen, "loss": loss_sum.clone()}
     workers = data_mod.stream_workers(config.workers)
     for step, (x, y) in enumerate(batches(data, index_lists[start_step:], workers, device), start_step):
@@ -283,7 +282,7 @@ def train_one_epoch(
         x = resize(augment(x, config.augment, config.pad, g, config.rotate, config.zoom), side)
         x = normalize(x, mean, std)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with compute.autocast(device):
             logits = model(x)
             loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -331,10 +330,12 @@ def evaluate(
     batch_size: int = 500,
     return_predictions: bool = False,
     side: int | None = None,
+    compute: precision.Precision = precision.FP32,
 ) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy and confusion matrix (rows: true, columns: predicted);
-    images are resized to ``side`` px on the device, batch by batch. Sums stay on the device
-    until the end: one host sync per evaluation."""
+    images are resized to ``side`` px on the device, batch by batch, and the forward runs in
+    ``compute`` (a run's own precision; fp32 unless asked). Sums stay on the device until the end:
+    one host sync per evaluation."""
     mean, std = stats
     model.eval()
     k = len(data.classes)
@@ -345,7 +346,8 @@ def evaluate(
         x = normalize(resize(to_device(x, device), side or data.size), mean, std)
         x = x.contiguous(memory_format=torch.channels_last)
         y = to_device(y, device)
-        logits = model(x).float()
+        with compute.autocast(device):
+            logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         pred = logits.argmax(1)
         confusion += torch.bincount(y * k + pred, minlength=k * k).view(k, k)
@@ -477,7 +479,8 @@ def fit(
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:  # the first batches wait for compilation; checkpoints keep ``module``'s plain names
         model = torch.compile(model)
-    meta = checkpoint_meta(config, train, plan, report)
+    compute = precision.resolve(device, config.amp)
+    meta = {**checkpoint_meta(config, train, plan, report), "precision": compute.label}
 
     def save(name: str, epoch: int, next_step: int, part: dict | None = None) -> None:
         """``epoch`` is the epoch the weights are in; ``next_step`` its batches done."""
@@ -501,6 +504,7 @@ def fit(
             "epochs": config.epochs,
             "steps": steps,
             "device": str(device),
+            "precision": compute.label,
             "world_size": size,
             "start_epoch": start_epoch,
             "start_step": start_step,
@@ -539,7 +543,7 @@ def fit(
         if size > 1:  # batch-norm statistics are per rank after the last step: all score rank 0's, which is saved
             for buffer in module.buffers():
                 dist.broadcast(buffer, 0)
-        result = evaluate(module, test, device, stats, side=side)
+        result = evaluate(module, test, device, stats, side=side, compute=compute)
         row = {
             "epoch": epoch + 1,
             "train_loss": out["loss"] / max(out["seen"], 1),

@@ -705,6 +705,7 @@ class RunRecorder:
                 host=socket.gethostname(),
                 started=_raw_status(self.run_dir).get("started") or self.started,
                 device=event["device"],
+                precision=event.get("precision", "fp32"),
                 epochs=event["epochs"],
                 steps=event["steps"],
             )

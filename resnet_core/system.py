@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, TimeoutError
 import torch
 import torchvision
 
-from resnet_core import data
+from resnet_core import data, precision
 
 # Where torchvision's downloads come from; reaching one answers "can we download?".
 PROBE_HOSTS = (("download.pytorch.org", 443), ("ossci-datasets.s3.amazonaws.com", 443))
@@ -59,6 +59,9 @@ def environment(check_network: bool = True) -> dict:
         "torchvision": torchvision.__version__,
         "devices": devices(),
         "default_device": "cuda" if torch.cuda.is_available() else "cpu",
+        # What a run on the default device computes in unless --no-amp (the CPU's: also prediction's).
+        "precision": {"cpu": precision.resolve("cpu").label, "cuda": precision.resolve("cuda").label},
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "network": network_reachable() if check_network else None,
         "datasets_on_disk": [n for n in data.list_datasets() if data.is_present(n)],
         "lab_home": str(data.lab_home()),

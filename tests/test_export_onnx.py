@@ -43,7 +43,10 @@ def test_onnxruntime_answers_as_pytorch_on_every_test_image(lab, exported):
         ours = predict.build_from_checkpoint(ckpt)(x).numpy()
     assert theirs.shape == ours.shape == (len(test), 10)
     np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=1e-4)
-    assert (theirs.argmax(1) == ours.argmax(1)).all(), int((theirs.argmax(1) != ours.argmax(1)).sum())
+    # Same answers wherever PyTorch's answer is not a near tie (two kernel libraries round differently).
+    top2 = np.sort(ours, 1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2e-4
+    assert clear.mean() > 0.99 and (theirs.argmax(1) == ours.argmax(1))[clear].all()
     assert (ours.argmax(1) == test.targets.numpy()).mean() > 0.8  # a trained model, not a constant one
 
 

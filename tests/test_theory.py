@@ -87,9 +87,15 @@ def test_deleting_a_block_hurts_the_plain_net_far_more_than_the_resnet():
 
 
 def test_the_shipped_block_deletion_is_what_the_command_measures(lab):
-    # The oracle: the measurement itself, on the shipped twin (evaluation on the CPU is deterministic).
+    # The oracle: the measurement itself, on the shipped twin. Within two images in 1,000: the
+    # shipped table was measured on one processor, and its thinnest top-two logit gap (3.4e-4, one
+    # image with block 4 deleted) is within reach of another CPU's kernel rounding.
     live = theory.block_deletion(theory.shipped_twin("resnet20"), limit=1000)
-    assert live == theory.shipped("deletion")["resnet20"]
+    shipped = theory.shipped("deletion")["resnet20"]
+    assert live["arch"] == shipped["arch"] and len(live["deleted"]) == len(shipped["deleted"])
+    assert live["base"] == pytest.approx(shipped["base"], abs=0.002)
+    assert live["deleted"] == pytest.approx(shipped["deleted"], abs=0.002)
+    assert live["drop"] == pytest.approx(shipped["drop"], abs=0.004)
 
 
 def test_the_shipped_cost_tables_are_what_the_modules_count():
