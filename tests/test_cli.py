@@ -118,7 +118,12 @@ def test_hostile_files_on_the_command_line_get_a_sentence_and_run_nothing(tmp_pa
 def test_two_processes_under_torchrun_share_one_run(tmp_path):
     """torchrun on CPU (gloo): both ranks train, rank 0 alone writes the run directory."""
     run_dir = tmp_path / "ddp"
-    env = {"RESNET_LAB_HOME": str(tmp_path / "lab"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "RESNET_LAB_CPU_BF16": "off"}
+    env = {
+        "RESNET_LAB_HOME": str(tmp_path / "lab"),
+        "PATH": "/usr/bin:/bin",
+        "OMP_NUM_THREADS": "1",
+        "RESNET_LAB_CPU_BF16": "off",
+    }
     cmd = [
         sys.executable,
         "-m",
