@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_photos import make  # noqa: E402
 
-from resnet_core import data, predict  # noqa: E402
+from resnet_core import data, precision, predict  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "checkpoints"
 
@@ -98,6 +98,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(),
             "load_average": os.getloadavg(),
+            "path": precision.describe(),
         },
         "photo_digits": photos(digits, "digit", args.digits, args.seed),
         "photo_clothes": photos(clothes, "item", args.clothes, args.seed),

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from resnet_core import data, models, predict  # noqa: E402
+from resnet_core import data, models, precision, predict  # noqa: E402
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:
@@ -102,7 +102,7 @@ def main() -> None:
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPUs, {threads} torch threads, torch {torch.__version__}, "
         f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-        f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+        f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; {precision.describe()}"
     )
     if not args.json:
         for name, r in results.items():

@@ -42,6 +42,8 @@ class Stats:
     fragment_runs: int = 0
     exceptions: list[str] = field(default_factory=list)  # st.exception boxes the page showed
     disconnected: bool = False  # the server closed the socket while we still used it
+    # (seconds since connect, how each run ended) since the last ``press``: why a page never settled
+    finishes: list[tuple[float, str]] = field(default_factory=list)
 
 
 class Client:
@@ -64,6 +66,7 @@ class Client:
         self._finished = 0  # full runs finished, for waiters
         self._file_urls: dict[str, asyncio.Future] = {}
         self._closing = False
+        self._opened = time.monotonic()
 
     # ---- connection
     async def connect(self) -> bool:
@@ -140,6 +143,9 @@ class Client:
                 future.set_result(msg.file_urls_response)
         elif kind == "script_finished":
             status = msg.script_finished
+            self.stats.finishes.append(
+                (round(time.monotonic() - self._opened, 2), ForwardMsg.ScriptFinishedStatus.Name(status))
+            )
             if status in FINISHED or status == FRAGMENT_FINISHED:
                 self._drop_stale(status == FRAGMENT_FINISHED)
             if status in FINISHED:
@@ -238,11 +244,21 @@ class Client:
         return time.perf_counter() - start if ok else -1.0
 
     async def click(self, label: str, timeout: float = 120) -> float:
-        """Press the button labelled ``label`` (a form's submit button sends the trigger too)."""
+        """Press the button labelled ``label`` (a form's submit button sends the trigger too); seconds
+        until the run it starts has finished, or -1."""
+        return await self.run(triggers=[self._trigger(label)], timeout=timeout)
+
+    async def press(self, label: str) -> None:
+        """Press the button labelled ``label`` and return at once, as a user who watches the page
+        rather than waiting for the server to finish its run (see :meth:`wait_for`)."""
+        self.stats.finishes.clear()
+        await self._send_rerun(triggers=[self._trigger(label)])
+
+    def _trigger(self, label: str) -> WidgetState:
         button = self.find("button", lambda b: b.label == label)
         if button is None:
             raise LookupError(f"no button {label!r} on the page")
-        return await self.run(triggers=[WidgetState(id=button.id, trigger_value=True)], timeout=timeout)
+        return WidgetState(id=button.id, trigger_value=True)
 
     async def upload(self, name: str, data: bytes, mime: str, timeout: float = 120) -> float:
         """Drop a file on the page's file uploader; seconds until the page has answered, or -1."""

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from resnet_core import precision  # noqa: E402
+
 GOALS = {"mnist-sample": (0.985, 90.0), "fashion-sample": (0.91, 120.0)}
 
 
@@ -67,6 +70,7 @@ def main() -> None:
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "path": precision.describe(),  # what the trainers compute in (they inherit RESNET_LAB_CPU_BF16)
     }
     with tempfile.TemporaryDirectory() as tmp:
         results = [run(name, Path(tmp)) for name in args.datasets]

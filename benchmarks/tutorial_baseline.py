@@ -99,6 +99,8 @@ def main() -> None:
         # The optimizer step alone (forward, backward, update), data loading excluded.
         "step_images_per_s": round(statistics.median(rates), 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        # The tutorial's loop has no autocast: fp32 on any CPU.
+        "path": f"fp32; torch CPU capability {torch.backends.cpu.get_cpu_capability()}",
     }
     print(json.dumps(result))
 

@@ -181,9 +181,13 @@ def launch(config: TrainConfig, nproc: int = 1, actor: classroom.Actor | None = 
     config.validate()
     owner = actor.owner if actor else None
     with transitions():
-        classroom.check_launch(config, actor, *_active_runs(owner))
+        rows = list_runs()
+        classroom.check_launch(config, actor, *_active_runs(owner, rows))
         run_dir = create(config, owner=owner, nproc=nproc)
-        dispatch()
+        # With every slot taken (a class pressing Start together) the new run only queues: no second
+        # listing under the lock. A finishing run dispatches the queue.
+        if sum(r["state"] in STARTED for r in rows) < max_concurrent():
+            dispatch()
     return run_dir
 
 
@@ -407,10 +411,11 @@ def _waits_for_gpus(nproc: int) -> bool:
     return idle < min(nproc, len(load))
 
 
-def _active_runs(owner: str | None) -> tuple[int, int]:
-    """(this owner's, everyone's) runs queued or training; call under ``transitions()``. A
-    group launched together (a strategy comparison) counts once against its owner's cap."""
-    active = [r for r in list_runs() if r["state"] in ACTIVE]
+def _active_runs(owner: str | None, rows: list[dict[str, Any]] | None = None) -> tuple[int, int]:
+    """(this owner's, everyone's) runs queued or training, of ``rows`` (default: all runs now);
+    call under ``transitions()``. A group launched together (a strategy comparison) counts once
+    against its owner's cap."""
+    active = [r for r in (list_runs() if rows is None else rows) if r["state"] in ACTIVE]
     mine = [r for r in active if owner and r.get("owner") == owner]
     return sum(1 for r in mine if not r.get("group")) + len({r["group"] for r in mine if r.get("group")}), len(active)
 
@@ -651,33 +656,75 @@ def _config(run_dir: Path) -> dict[str, Any]:
     return _CONFIGS[key]
 
 
+# run folder -> (the stats its row was read at, the row). A classroom lists every run several times
+# a second (each launch under the transitions lock, each page's table and queue position): 30
+# students pressing Start together made 60 runs, and re-reading 60 status.json and config.json
+# files per listing held the lock for 17-30 ms a launch. A row is read again when its files change;
+# a row whose trainer may have died since (starting, resuming, running) is read every time.
+_ROWS: dict[str, tuple[tuple, dict[str, Any]]] = {}
+
+
+def _stats(run_dir: str) -> tuple | None:
+    """What a run's row depends on: status.json, config.json and best.pt as stat sees them."""
+    out = []
+    for name in ("status.json", "config.json", "best.pt"):
+        try:
+            st = os.stat(os.path.join(run_dir, name))
+        except FileNotFoundError:
+            if name == "config.json":
+                return None  # a run being created or deleted
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def list_runs() -> list[dict[str, Any]]:
     """One summary per run directory, newest first."""
     rows = []
     base = runs_dir()
-    for run_dir in sorted(base.iterdir(), reverse=True) if base.is_dir() else []:
-        if run_dir.name.startswith(".") or not (run_dir / "config.json").is_file():
-            continue  # .lock, and runs being deleted
-        status = read_status(run_dir)
-        config = _config(run_dir)
-        started, ended = status.get("started"), status.get("ended") or status.get("updated")
-        rows.append(
-            {
-                "run": run_dir.name,
-                "path": str(run_dir),
-                "dataset": config.get("dataset"),
-                "model": config.get("model"),
-                "epochs": config.get("epochs"),
-                "state": status.get("state"),
-                "epoch": status.get("epoch"),
-                "best_acc": status.get("best_acc"),
-                "seconds": round(ended - started, 1) if started and ended else None,
-                "has_best": (run_dir / "best.pt").is_file(),
-                "owner": status.get("owner"),
-                "group": (config.get("extra") or {}).get("group"),
-            }
-        )
+    try:
+        names = sorted((e.name for e in os.scandir(base) if e.is_dir()), reverse=True)
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = str(base / name)
+        key = _stats(path)
+        if key is None:
+            continue  # no config.json: a run being created or deleted
+        cached = _ROWS.get(path)
+        if cached and cached[0] == key and cached[1]["state"] not in STARTED:
+            rows.append(dict(cached[1]))  # a copy: a caller may change its rows
+            continue
+        row = _row(Path(path))
+        if len(_ROWS) > 4096:
+            _ROWS.clear()
+        _ROWS[path] = (key, row)
+        rows.append(dict(row))
     return rows
+
+
+def _row(run_dir: Path) -> dict[str, Any]:
+    """One run's summary for :func:`list_runs`, read from its files."""
+    status = read_status(run_dir)
+    config = _config(run_dir)
+    started, ended = status.get("started"), status.get("ended") or status.get("updated")
+    return {
+        "run": run_dir.name,
+        "path": str(run_dir),
+        "dataset": config.get("dataset"),
+        "model": config.get("model"),
+        "epochs": config.get("epochs"),
+        "state": status.get("state"),
+        "epoch": status.get("epoch"),
+        "best_acc": status.get("best_acc"),
+        "seconds": round(ended - started, 1) if started and ended else None,
+        "has_best": (run_dir / "best.pt").is_file(),
+        "owner": status.get("owner"),
+        "group": (config.get("extra") or {}).get("group"),
+    }
 
 
 class RunRecorder:

@@ -1,6 +1,8 @@
 """Runs as directories and processes: launch, list, stop for real, resume, and crash detection."""
 
 import json
+import os
+import shutil
 import time
 
 import pytest
@@ -103,3 +105,45 @@ def test_progress_reads_a_run_in_one_pass(lab):
     assert p["batch_step"] == [1, 6] and p["batch_loss"] == [2.0, 1.0]
     assert p["epochs"] == [{"type": "epoch", "epoch": 1, "test_acc": 0.5}] and p["config"]["epochs"] == 2
     assert p["queue_position"] == 1 and p["status"]["state"] == "queued"
+
+
+def test_the_listing_reads_a_run_again_only_when_its_files_change(lab, monkeypatch):
+    """A classroom lists every run several times a second; rows are kept until status.json,
+    config.json or best.pt change, and a run that may have a live trainer is read every time."""
+    ended, queued, running = (runs.create(TrainConfig()) for _ in range(3))
+    runs.update_status(ended, state="finished", best_acc=0.5, started=1, ended=3)
+    runs.update_status(running, state="running", pid=os.getpid(), pid_start=runs._start_time(os.getpid()))
+    assert {r["run"]: r["state"] for r in runs.list_runs()} == {
+        ended.name: "finished",
+        queued.name: "queued",
+        running.name: "running",
+    }
+    reads = []
+    real = runs._row
+    monkeypatch.setattr(runs, "_row", lambda run_dir: reads.append(run_dir.name) or real(run_dir))
+    rows = runs.list_runs()
+    assert reads == [running.name]  # the ended and the queued rows come from the cache
+    rows[0]["state"] = "changed by a caller"  # a copy: the next listing is not affected
+    assert "changed by a caller" not in {r["state"] for r in runs.list_runs()}
+
+    reads.clear()
+    runs.update_status(ended, best_acc=0.75)  # status.json replaced
+    (queued / "best.pt").write_bytes(b"")  # a best.pt appeared
+    rows = {r["run"]: r for r in runs.list_runs()}
+    assert sorted(reads) == sorted([ended.name, queued.name, running.name])
+    assert rows[ended.name]["best_acc"] == 0.75 and rows[queued.name]["has_best"]
+    shutil.rmtree(queued)
+    assert queued.name not in {r["run"] for r in runs.list_runs()}
+
+
+def test_a_launch_with_every_slot_taken_queues_without_a_dispatch(lab, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_MAX_RUNS", "1")
+    busy = runs.create(TrainConfig())
+    runs.update_status(busy, state="running", pid=os.getpid(), pid_start=runs._start_time(os.getpid()))
+    calls = []
+    monkeypatch.setattr(runs, "dispatch", lambda: calls.append(1) or [])
+    queued = runs.launch(tiny_config())
+    assert calls == [] and runs.read_status(queued)["state"] == "queued" and runs.queue_position(queued) == 1
+    runs.update_status(busy, state="finished", ended=time.time())  # the slot is free again
+    runs.launch(tiny_config())
+    assert calls == [1]

@@ -68,7 +68,12 @@ def require_frame(page_path: str) -> None:
 # (measured: two busy loops in two sessions split a core 50/50 with one at nice 10, 90/10
 # when its session's autogroup is at nice 10). So the server sets its autogroup's nice value;
 # without autogroups it renices its own threads instead (new threads inherit the value).
-SERVER_NICE = int(os.environ.get("RESNET_LAB_SERVER_NICE", 10))  # 0 turns it off
+# Default 0, an equal share with each trainer: at 10 the server got about a tenth of a core a
+# trainer kept busy, less than thirty students' live panels ask for (15 refreshes a second), so its
+# queue of script runs grew without end: pressing Start together, nobody saw their run for 90 s
+# and some pages never finished a run (issue 16). A teacher who prefers training speed to a
+# responsive class can still set it.
+SERVER_NICE = int(os.environ.get("RESNET_LAB_SERVER_NICE", 0))  # 0 turns it off
 
 
 def _yield_to_training() -> None:
