@@ -89,13 +89,17 @@ def latency(compute: precision.Precision, n: int) -> dict:
 def answers(path: Path) -> dict:
     """A shipped checkpoint on its bundled test split: top-1 in fp32 and in bf16, answers changed."""
     predictor = predict.Predictor.from_checkpoint(path)
+    predictor.amp = True  # the shipped runs chose fp32 (--no-amp); here both paths are compared
     test = data.load_dataset(predictor.dataset, "test")
-    preds = {}
+    preds, before = {}, os.environ.get(precision.ENV)
     for label, setting in (("fp32", "off"), ("bf16", "on")):
         os.environ[precision.ENV] = setting
         logits = torch.cat([predictor.logits(test.images[i : i + 500]) for i in range(0, len(test), 500)])
         preds[label] = logits.argmax(1)
-    os.environ.pop(precision.ENV)
+    if before is None:
+        os.environ.pop(precision.ENV)
+    else:
+        os.environ[precision.ENV] = before
     acc = {k: round(100 * float((v == test.targets).float().mean()), 2) for k, v in preds.items()}
     changed = int((preds["fp32"] != preds["bf16"]).sum())
     return {"checkpoint": path.name, "images": len(test), "top1_fp32": acc["fp32"], "top1_bf16": acc["bf16"],

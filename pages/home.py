@@ -31,6 +31,8 @@ with left:
         st.write(f"**{device['kind'].upper()}**: {device['name']}{extra}")
     st.write(f"torch {env['torch']} · torchvision {env['torchvision']} · Python {env['python']}")
     st.write(t("home.precision", cpu=env["precision"]["cpu"], capability=env["cpu_capability"]))
+    if env["precision_problem"]:  # the server's setting, not the visitor's: shown as the server wrote it
+        st.warning(env["precision_problem"])
     st.write(t("home.network.yes") if env["network"] else t("home.network.no"))
 with right:
     st.write(t("home.datasets_on_disk"))

@@ -14,21 +14,25 @@ AVX512_CORE_BF16) turns the bf16 units off for torch, and so here too.
 
 ``RESNET_LAB_CPU_BF16`` overrides the CPU's default: ``on`` computes in bf16 even where it is
 emulated (slow; for tests and for measuring accuracy where no CPU has the units), ``off`` keeps
-fp32 everywhere. ``TrainConfig.amp = False`` (``--no-amp``) always means fp32.
+fp32 everywhere; any other value is ignored (auto) with a warning, and the home page names it.
+``TrainConfig.amp = False`` (``--no-amp``) always means fp32.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 ENV = "RESNET_LAB_CPU_BF16"
 CHOICES = ("auto", "on", "off")
-# oneDNN's ISA names below bf16 compute (its docs: "CPU Dispatcher Control"); any other cap allows it.
+# oneDNN's ISA names (its docs: "CPU Dispatcher Control") below bf16 compute, and those with bf16
+# but below AMX; any other cap (ALL, the AMX ones, AVX10) leaves both.
 _ONEDNN_NO_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+_ONEDNN_NO_AMX = _ONEDNN_NO_BF16 | {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512"}
 
 
 @dataclass(frozen=True)
@@ -53,21 +57,32 @@ def cpu_bf16_units() -> str | None:
     """``"AMX"`` or ``"AVX512-BF16"`` when torch's CPU kernels compute bf16 in hardware here, else None."""
     if torch.backends.cpu.get_cpu_capability() != "AVX512":
         return None  # not x86 with AVX-512, or ATEN_CPU_CAPABILITY caps it lower
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").strip().upper() in _ONEDNN_NO_BF16:
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").strip().upper()
+    if cap in _ONEDNN_NO_BF16:
         return None
-    if torch.cpu._is_amx_tile_supported():
+    if torch.cpu._is_amx_tile_supported() and cap not in _ONEDNN_NO_AMX:
         return "AMX"
-    if torch.cpu._is_avx512_bf16_supported():
-        return "AVX512-BF16"
+    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+        return "AVX512-BF16"  # every CPU with AMX has AVX512-BF16 too
+    return None
+
+
+def setting_problem() -> str | None:
+    """One sentence when ``RESNET_LAB_CPU_BF16`` holds none of :data:`CHOICES`, naming them."""
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in CHOICES:
+        return f"{ENV}={value!r} is not one of: {', '.join(CHOICES)}; it is ignored (auto)."
     return None
 
 
 def cpu_choice() -> str:
-    """``RESNET_LAB_CPU_BF16`` as one of :data:`CHOICES`; a typo is one sentence naming them."""
-    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
-    if value not in CHOICES:
-        raise ValueError(f"{ENV}={value!r} is not one of: {', '.join(CHOICES)}.")
-    return value
+    """``RESNET_LAB_CPU_BF16`` as one of :data:`CHOICES`. A server with a typo there keeps serving
+    (auto), warns in its log, and says so on the home page (:func:`setting_problem`)."""
+    problem = setting_problem()
+    if problem:
+        warnings.warn(problem, stacklevel=2)
+        return "auto"
+    return os.environ.get(ENV, "auto").strip().lower() or "auto"
 
 
 def resolve(device: torch.device | str, amp: bool = True) -> Precision:

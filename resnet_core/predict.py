@@ -165,6 +165,7 @@ class Predictor:
     style: str
     dataset: str
     data_size: int = 0  # the dataset's own side: uploads are prepared at it, then resized to ``size``
+    amp: bool = True  # the run's own choice: False (--no-amp) keeps its answers in fp32 everywhere
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _fast: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -182,6 +183,7 @@ class Predictor:
             spec.style if spec else "natural",
             ckpt["dataset"],
             ckpt.get("data_size", ckpt["image_size"]),
+            ckpt["config"].get("amp", True),
         )
 
     def read(self, source: bytes | str | Path | Image.Image, name: str | None = None) -> Prepared:
@@ -237,9 +239,10 @@ class Predictor:
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """The network's fp32 outputs for uint8 (N, C, H, W) images, under ``torch.inference_mode``,
-        computed in this server's precision (:func:`precision.resolve`: bf16 on a CPU with bf16
-        units, where top-1 on the bundled test splits stays within 0.1 point of fp32)."""
-        with torch.inference_mode(), precision.resolve("cpu").autocast("cpu"):
+        computed in this server's precision unless the run chose fp32 (:func:`precision.resolve`:
+        bf16 on a CPU with bf16 units, where top-1 on the bundled test splits stays within 0.1 point
+        of fp32)."""
+        with torch.inference_mode(), precision.resolve("cpu", self.amp).autocast("cpu"):
             x = self.normalized(batch).contiguous(memory_format=torch.channels_last)
             return self.inference_model()(x).float()
 
@@ -297,7 +300,8 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, limit: int
     stats = torch.tensor([ckpt["mean"], ckpt["std"]]).view(2, 1, -1, 1, 1)
     model = build_from_checkpoint(ckpt)
     cpu = torch.device("cpu")
-    compute = precision.resolve(cpu, ckpt["config"].get("amp", True))  # as its run evaluated it
+    # This server's precision unless the run chose fp32, as Predictor.logits (the gallery) computes.
+    compute = precision.resolve(cpu, ckpt["config"].get("amp", True))
     result = engine.evaluate(model, test, cpu, stats, return_predictions=True, side=ckpt["image_size"], compute=compute)
     result.update(classes=ckpt["classes"], dataset=dataset, targets=test.targets.tolist())
     return result

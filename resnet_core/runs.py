@@ -649,19 +649,23 @@ def _config(run_dir: Path) -> dict[str, Any]:
     """config.json, parsed once per version: a classroom lists dozens of runs every second."""
     path = run_dir / "config.json"
     key = (str(path), path.stat().st_mtime_ns)
-    if key not in _CONFIGS:
+    parsed = _CONFIGS.get(key)  # one lookup: another thread may clear the dict in between
+    if parsed is None:
         if len(_CONFIGS) > 4096:
             _CONFIGS.clear()
-        _CONFIGS[key] = json.loads(path.read_text())
-    return _CONFIGS[key]
+        parsed = _CONFIGS[key] = json.loads(path.read_text())
+    return parsed
 
 
-# run folder -> (the stats its row was read at, the row). A classroom lists every run several times
-# a second (each launch under the transitions lock, each page's table and queue position): 30
-# students pressing Start together made 60 runs, and re-reading 60 status.json and config.json
-# files per listing held the lock for 17-30 ms a launch. A row is read again when its files change;
-# a row whose trainer may have died since (starting, resuming, running) is read every time.
-_ROWS: dict[str, tuple[tuple, dict[str, Any]]] = {}
+# run folder -> (the stats its row was read at, its status.json bytes, the row). A classroom lists
+# every run several times a second (each launch under the transitions lock, each page's table and
+# queue position): 30 students pressing Start together made 60 runs, and re-reading 60 status.json
+# and config.json files per listing held the lock for 17-30 ms a launch. A row is read again when
+# its files change; a row whose trainer may have died since (starting, resuming, running) is read
+# every time. A status.json younger than SETTLED_NS could have been replaced within one tick of the
+# file system's clock by one of the same size: its bytes are compared (no parsing) before the row
+# is reused.
+_ROWS: dict[str, tuple[tuple, bytes, dict[str, Any]]] = {}
 
 
 def _stats(run_dir: str) -> tuple | None:
@@ -695,15 +699,26 @@ def list_runs() -> list[dict[str, Any]]:
         if key is None:
             continue  # no config.json: a run being created or deleted
         cached = _ROWS.get(path)
-        if cached and cached[0] == key and cached[1]["state"] not in STARTED:
-            rows.append(dict(cached[1]))  # a copy: a caller may change its rows
-            continue
+        if cached and cached[0] == key and cached[2]["state"] not in STARTED:
+            settled = key[0] is None or time.time_ns() - key[0][1] > SETTLED_NS
+            if settled or _status_bytes(path) == cached[1]:
+                rows.append(dict(cached[2]))  # a copy: a caller may change its rows
+                continue
+        raw = _status_bytes(path)
         row = _row(Path(path))
         if len(_ROWS) > 4096:
             _ROWS.clear()
-        _ROWS[path] = (key, row)
+        _ROWS[path] = (key, raw, row)
         rows.append(dict(row))
     return rows
+
+
+def _status_bytes(run_dir: str) -> bytes:
+    try:
+        with open(os.path.join(run_dir, "status.json"), "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def _row(run_dir: Path) -> dict[str, Any]:

@@ -62,6 +62,7 @@ def environment(check_network: bool = True) -> dict:
         # What a run on the default device computes in unless --no-amp (the CPU's: also prediction's).
         "precision": {"cpu": precision.resolve("cpu").label, "cuda": precision.resolve("cuda").label},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "precision_problem": precision.setting_problem(),
         "network": network_reachable() if check_network else None,
         "datasets_on_disk": [n for n in data.list_datasets() if data.is_present(n)],
         "lab_home": str(data.lab_home()),
