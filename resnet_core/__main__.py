@@ -76,7 +76,8 @@ def progress_printer():
         kind = event["type"]
         if kind == "start":
             print(
-                f"training on {event['device']} ({event['world_size']} process(es)): "
+                f"training on {event['device']} in {event.get('precision', 'fp32')} "
+                f"({event['world_size']} process(es)): "
                 f"{event['train_images']} train / {event['test_images']} test images at {event['image_size']} px",
                 flush=True,
             )

@@ -34,16 +34,7 @@ def short_run(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("short")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RESNET_LAB_HOME", str(home / "lab"))
-        config = TrainConfig(
-            dataset="mnist-sample",
-            model="resnet20",
-            epochs=2,
-            batch_size=128,
-            lr=0.1,
-            max_train_batches=30,
-            max_test_images=500,
-            run_dir=str(home / "run"),
-        )
+        config = small(home, "run", batch_size=128, lr=0.1, max_train_batches=30, max_test_images=500)
         engine.fit(config)
     return home / "run"
 
