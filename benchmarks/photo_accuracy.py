@@ -89,9 +89,16 @@ def main() -> None:
     parser.add_argument("--mnist", type=Path, default=FIXTURES / "mnist-sample.pt")
     parser.add_argument("--fashion", type=Path, default=FIXTURES / "fashion-sample.pt")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument(
+        "--bf16", action="store_true", help="predict in bf16 (emulated without bf16 units), as an AMX server would"
+    )
     args = parser.parse_args()
+    if args.bf16:
+        os.environ[precision.ENV] = "on"
     digits = predict.Predictor.from_checkpoint(args.mnist)
     clothes = predict.Predictor.from_checkpoint(args.fashion)
+    if args.bf16:  # a shipped run that chose fp32 (--no-amp) would keep it: compare the paths here
+        digits.amp = clothes.amp = True
     results = {
         "machine": {
             "cpu_count": os.cpu_count(),
