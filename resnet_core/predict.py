@@ -183,7 +183,7 @@ class Predictor:
             spec.style if spec else "natural",
             ckpt["dataset"],
             ckpt.get("data_size", ckpt["image_size"]),
-            ckpt["config"].get("amp", True),
+            (ckpt.get("config") or {}).get("amp", True),
         )
 
     def read(self, source: bytes | str | Path | Image.Image, name: str | None = None) -> Prepared:
@@ -301,7 +301,7 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, limit: int
     model = build_from_checkpoint(ckpt)
     cpu = torch.device("cpu")
     # This server's precision unless the run chose fp32, as Predictor.logits (the gallery) computes.
-    compute = precision.resolve(cpu, ckpt["config"].get("amp", True))
+    compute = precision.resolve(cpu, (ckpt.get("config") or {}).get("amp", True))
     result = engine.evaluate(model, test, cpu, stats, return_predictions=True, side=ckpt["image_size"], compute=compute)
     result.update(classes=ckpt["classes"], dataset=dataset, targets=test.targets.tolist())
     return result
