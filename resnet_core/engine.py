@@ -250,6 +250,7 @@ def train_one_epoch(
     should_stop: Callable[[], bool] | None = None,
     partial: dict | None = None,
     side: int | None = None,
+    compute: precision.Precision | None = None,
 ) -> dict[str, Any]:
     """Train over this epoch's batches from ``start_step``; return sums, and whether it stopped.
 
@@ -270,7 +271,7 @@ def train_one_epoch(
     correct = torch.tensor(int(partial["correct"]), device=device)
     seen = int(partial["seen"])
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    compute = precision.resolve(device, config.amp)  # bf16 where the device has bf16 units, else fp32
+    compute = compute or precision.resolve(device, config.amp)  # fit passes the run's own, resolved once
     logged = {"time": time.perf_counter(), "seen": seen, "loss": loss_sum.clone()}
     workers = data_mod.stream_workers(config.workers)
     for step, (x, y) in enumerate(batches(data, index_lists[start_step:], workers, device), start_step):
@@ -534,6 +535,7 @@ def fit(
             should_stop=should_stop,
             partial=partial,
             side=side,
+            compute=compute,
         )
         start_step, partial = 0, None
         if out["stopped"] and out["next_step"] < out["steps"]:
