@@ -16,7 +16,7 @@ seeds' spread.
 2. Prediction: one 224 px image through ResNet-18 as the Predictor runs it (BatchNorm folded,
    channels-last, inference mode); p50 and p95 over ``--n`` calls. The whole path from a JPEG's
    bytes is ``benchmarks/predict_latency.py``, which follows RESNET_LAB_CPU_BF16.
-3. Answers: every shipped checkpoint (tests/fixtures/checkpoints) on its bundled test split, top-1
+3. Answers: every shipped checkpoint (resnet_core/shipped) on its bundled test split, top-1
    both ways and how many answers differ.
 4. With ``--parity``: each preset trained as ``python -m resnet_core train --dataset D --seed S``,
    fp32 (RESNET_LAB_CPU_BF16=off) and bf16 (=on); best accuracy per seed, their mean and spread.
@@ -163,7 +163,7 @@ def main() -> None:
     lat = {"fp32": latency(precision.FP32, args.n), "bf16": latency(BF16, args.n)}
     print(f"resnet18 224px forward: {lat}", flush=True)
     top1 = []
-    for path in sorted((ROOT / "tests" / "fixtures" / "checkpoints").glob("*.pt")):
+    for path in sorted((ROOT / "resnet_core" / "shipped").glob("*.pt")):
         top1.append(answers(path))
         print(f"answers {top1[-1]}", flush=True)
     summary = {

@@ -4,7 +4,7 @@ sent through the upload path.
     python benchmarks/photo_accuracy.py [--digits 1000] [--clothes 500] [--seed 1]
                                         [--mnist CKPT] [--fashion CKPT] [--out FILE]
 
-Checkpoints default to the ones shipped for the tests (tests/fixtures/checkpoints/, trained with
+Checkpoints default to the ones shipped for the tests (resnet_core/shipped/, trained with
 ``python -m resnet_core train --dataset mnist-sample`` / ``fashion-sample`` by
 scripts/build_photo_fixtures.py). Photos are rendered by scripts/make_photos.py from held-out test
 images with ``--seed`` (1 by default: not the seed of the fixed set in the tests, so these are new
@@ -38,7 +38,7 @@ from make_photos import make  # noqa: E402
 
 from resnet_core import data, precision, predict  # noqa: E402
 
-FIXTURES = ROOT / "tests" / "fixtures" / "checkpoints"
+FIXTURES = ROOT / "resnet_core" / "shipped"
 
 
 def photos(predictor: predict.Predictor, kind: str, n: int, seed: int) -> dict:

@@ -72,7 +72,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     os.environ.setdefault("RESNET_LAB_HOME", str(Path("/tmp") / "resnet-lab-bench"))
 
-    digits = predict.Predictor.from_checkpoint(ROOT / "tests" / "fixtures" / "checkpoints" / "mnist-resnet20.pt")
+    digits = predict.Predictor.from_checkpoint(ROOT / "resnet_core" / "shipped" / "mnist-resnet20.pt")
     digit = Image.fromarray(data.load_dataset("mnist-sample", "test").images[0, 0].numpy())
     # A phone-like photo of the digit: dark ink on light paper, 640x480, JPEG.
     ink = np.asarray(digit.resize((360, 360), Image.BILINEAR), dtype=np.float32)

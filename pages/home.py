@@ -38,7 +38,8 @@ with right:
     st.write(t("home.datasets_on_disk"))
     for name in env["datasets_on_disk"]:
         st.write(f"- {dataset_label(name)}")
-    st.caption(t("home.lab_home", path=env["lab_home"]))
+    if not classroom.enabled() or st.session_state.get("teacher"):  # a server path is the teacher's business
+        st.caption(t("home.lab_home", path=env["lab_home"]))
 
 st.subheader(t("home.classroom"))
 st.caption(t("home.classroom.on") if classroom.enabled() else t("home.classroom.off"))

@@ -13,9 +13,9 @@ from resnet_core.data import DatasetUnavailable
 from ui import gallery
 from ui.common import (
     chart_text,
+    checkpoint_index,
     checkpoint_label,
     checkpoints,
-    current_checkpoint,
     enlarge,
     load_predictor,
     plain,
@@ -64,19 +64,17 @@ def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: s
 
 
 st.title(t("predict.title"))
-rows = checkpoints()
-if not rows:
-    st.info(t("predict.no_checkpoint"))
-    st.page_link("pages/train.py", label=t("predict.go_train"), icon=":material/arrow_forward:")
-    st.stop()
-paths = [f"{r['path']}/best.pt" for r in rows]
-current = current_checkpoint()
+rows = checkpoints()  # the shipped ones at least
+paths = [r["checkpoint"] for r in rows]
 path = st.selectbox(
     t("predict.checkpoint"),
     paths,
-    index=paths.index(current) if current in paths else 0,
+    index=checkpoint_index(rows),
     format_func=lambda p: checkpoint_label(rows[paths.index(p)]),
 )
+if rows[paths.index(path)].get("kind") == "shipped":
+    st.caption(t("predict.shipped_hint"))
+    st.page_link("pages/train.py", label=t("predict.go_train"), icon=":material/arrow_forward:")
 try:
     predictor = load_predictor(path)
     predictor_key = (path, os.path.getmtime(path))  # a checkpoint rewritten in place is another model

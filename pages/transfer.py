@@ -1,7 +1,6 @@
 """Transfer: a backbone from a run, ImageNet or a .pth file, a new head, a choice of what trains;
 and the strategies compared side by side when labels are few (``ui/compare.py``)."""
 
-from pathlib import Path
 
 import streamlit as st
 
@@ -9,7 +8,16 @@ from resnet_core import classroom, data, models, runs, transfer
 from resnet_core import config as cfg
 from resnet_core.checkpoints import CheckpointError, load_checkpoint
 from ui import compare
-from ui.common import actor, checkpoint_label, checkpoints, dataset_label, network_reachable, plain, require_frame
+from ui.common import (
+    actor,
+    checkpoint_index,
+    checkpoint_label,
+    checkpoints,
+    dataset_label,
+    network_reachable,
+    plain,
+    require_frame,
+)
 from ui.i18n import t
 
 require_frame("pages/transfer.py")
@@ -26,12 +34,9 @@ def choose_source(spec) -> tuple[str | None, str | None, str | None]:
         horizontal=True,
     )
     if source == "run":
-        rows = checkpoints()
-        if not rows:
-            st.info(t("transfer.no_runs"))
-            return None, None, "none"
-        row = st.selectbox(t("transfer.run"), rows, format_func=checkpoint_label)
-        pretrained = str(Path(row["path"]) / "best.pt")
+        rows = checkpoints()  # the shipped ones at least
+        row = st.selectbox(t("transfer.run"), rows, index=checkpoint_index(rows), format_func=checkpoint_label)
+        pretrained = row["checkpoint"]
         try:
             return pretrained, load_checkpoint(pretrained)["arch"], None
         except CheckpointError as err:  # the run list is up to a second old: deleted meanwhile

@@ -510,9 +510,10 @@ def update_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
 
 def _raw_status(run_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
+        status = json.loads((Path(run_dir) / "status.json").read_text())
     except (OSError, ValueError):
         return {"state": "unknown"}
+    return status if isinstance(status, dict) else {"state": "unknown"}  # someone else's JSON
 
 
 def _start_time(pid: int) -> str | None:
@@ -628,14 +629,17 @@ def failure_message(err: BaseException, run_dir: Path) -> str:
 
 def read_metrics(run_dir: Path, types: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The events of metrics.jsonl; a half-written last line (mid-append) is ignored."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):  # none yet, or the run was deleted while a page read it
         return []
     events = []
-    for line in path.read_text().splitlines():
+    for line in lines:
         try:
             event = json.loads(line)
         except ValueError:
+            continue
+        if not isinstance(event, dict):
             continue
         if types is None or event.get("type") in types:
             events.append(event)
@@ -683,12 +687,21 @@ def _stats(run_dir: str) -> tuple | None:
     return tuple(out)
 
 
+def _newest_first(name: str) -> tuple:
+    """Sort key: runs are named STAMP-DATASET-MODEL, with -2, -3, ... for more in the same second
+    (``create``), so "-10" is newer than "-9" although it sorts before it as text."""
+    stem, _, n = name.rpartition("-")
+    if not (stem and n.isdigit() and stem.count("-") >= 3):
+        stem, n = name, "1"
+    return tuple(-ord(c) for c in stem), -int(n)
+
+
 def list_runs() -> list[dict[str, Any]]:
     """One summary per run directory, newest first."""
     rows = []
     base = runs_dir()
     try:
-        names = sorted((e.name for e in os.scandir(base) if e.is_dir()), reverse=True)
+        names = sorted((e.name for e in os.scandir(base) if e.is_dir()), key=_newest_first)
     except (FileNotFoundError, NotADirectoryError):
         names = []
     for name in names:
@@ -706,6 +719,8 @@ def list_runs() -> list[dict[str, Any]]:
                 continue
         raw = _status_bytes(path)
         row = _row(Path(path))
+        if row is None:
+            continue
         if len(_ROWS) > 4096:
             _ROWS.clear()
         _ROWS[path] = (key, raw, row)
@@ -721,10 +736,28 @@ def _status_bytes(run_dir: str) -> bytes:
         return b""
 
 
-def _row(run_dir: Path) -> dict[str, Any]:
-    """One run's summary for :func:`list_runs`, read from its files."""
+def group_kind(extra: dict[str, Any]) -> str | None:
+    """What a group of runs is for ("compare", "degradation", "pair"): a page reads only its own
+    kind (a Theory re-run's four runs once broke the Transfer page's comparison table). Runs made
+    before groups carried a kind have it as their group name's prefix."""
+    group = extra.get("group")
+    if not group:
+        return None
+    return extra.get("kind") or str(group).split("-")[0]
+
+
+def _row(run_dir: Path) -> dict[str, Any] | None:
+    """One run's summary for :func:`list_runs`, read from its files; None for a folder that is
+    not a run (a config.json someone else wrote, or half-written by hand)."""
+    try:
+        config = _config(run_dir)
+        extra = config.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise TypeError("extra is not a mapping")
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        log.warning("%s is not a run (%s); skipped", run_dir.name, err)
+        return None
     status = read_status(run_dir)
-    config = _config(run_dir)
     started, ended = status.get("started"), status.get("ended") or status.get("updated")
     return {
         "run": run_dir.name,
@@ -737,8 +770,10 @@ def _row(run_dir: Path) -> dict[str, Any]:
         "best_acc": status.get("best_acc"),
         "seconds": round(ended - started, 1) if started and ended else None,
         "has_best": (run_dir / "best.pt").is_file(),
+        "checkpoint": str(run_dir / "best.pt"),
         "owner": status.get("owner"),
-        "group": (config.get("extra") or {}).get("group"),
+        "group": extra.get("group"),
+        "kind": group_kind(extra),
     }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from resnet_core import data, models, runs, transfer
+from resnet_core import catalog, data, models, runs, transfer
 from resnet_core.checkpoints import load_checkpoint
 from resnet_core.config import TrainConfig
 
@@ -32,6 +32,7 @@ STRATEGIES = {
 # One recipe for all four, so only the strategy differs. K x classes images make few steps per
 # epoch: small batches and more epochs give SGD the steps; no augmentation (the sample sets'
 # items are centred and upright, see data.py's presets).
+KIND = "compare"  # the group kind of a comparison's runs (runs.group_kind): other groups are not ours
 SOURCE, TARGET = "mnist-sample", "fashion-sample"  # offline out of the box: the bundled samples
 RECIPE = dict(epochs=15, batch_size=32, optimizer="sgd", lr=0.05, schedule="onecycle", augment="none")
 
@@ -56,7 +57,8 @@ def configs(backbone: str | Path, target: str, k: int = 50, seed: int = 0, **rec
     out = {}
     for name, change in chosen.items():
         config = {**base, "pretrained": str(backbone), **change}
-        extra = {"group": group, "strategy": name, "k": k, "backbone": str(backbone), "source": ckpt["dataset"]}
+        extra = {"group": group, "kind": KIND, "strategy": name, "k": k, "backbone": str(backbone)}
+        extra["source"] = ckpt["dataset"]
         out[name] = TrainConfig(**config, extra=extra).validate()
     return out
 
@@ -87,12 +89,15 @@ def backbone_config(source: str = SOURCE) -> TrainConfig:
     return TrainConfig(**preset)
 
 
-def default_backbone(rows: list[dict], source: str = SOURCE) -> int:
-    """Index of the run to offer first as backbone: the newest on ``source`` whose model has
-    stages (all four strategies run), else the newest on ``source``, else the newest."""
-    staged = staged_models()
-    on_source = [i for i, r in enumerate(rows) if r.get("dataset") == source]
-    return next((i for i in on_source if rows[i].get("model") in staged), on_source[0] if on_source else 0)
+def default_backbone(rows: list[dict], owner: str | None = None, source: str = SOURCE) -> int:
+    """Index in ``rows`` (``catalog.checkpoints``) of the backbone to offer first: among those on
+    ``source`` whose model has stages (all four strategies run), the one ``catalog.default``
+    picks for ``owner`` (their own, the teacher's pin, the shipped ResNet-20); never another
+    student's run. Without such a checkpoint, ``catalog.default`` over all of them."""
+    staged = [i for i, r in enumerate(rows) if r.get("dataset") == source and r.get("model") in staged_models()]
+    if not staged:
+        return catalog.default(rows, owner, catalog.pinned())
+    return staged[catalog.default([rows[i] for i in staged], owner, catalog.pinned())]
 
 
 def active(rows: list[dict]) -> bool:
@@ -104,17 +109,25 @@ def groups() -> list[str]:
     """Comparison groups on this server, newest first."""
     seen = []
     for row in runs.list_runs():
-        if row.get("group") and row["group"] not in seen:
+        if row.get("kind") == KIND and row["group"] not in seen:
             seen.append(row["group"])
     return seen
+
+
+def _extra(row: dict) -> dict | None:
+    """A run's ``extra`` as its config.json has it; None when the run was deleted meanwhile."""
+    try:
+        return json.loads((Path(row["path"]) / "config.json").read_text())["extra"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def label(group: str) -> str:
     """What a person recognises a comparison by: target, K, backbone run, when it was queued."""
     rows = [r for r in runs.list_runs() if r.get("group") == group]
-    if not rows:
+    extra = _extra(rows[-1]) if rows else None
+    if extra is None:
         return group
-    extra = json.loads((Path(rows[-1]["path"]) / "config.json").read_text())["extra"]
     s = rows[-1]["run"]  # runs are named YYYYMMDD-HHMMSS-...
     when = f"{s[:4]}-{s[4:6]}-{s[6:8]} {s[9:11]}:{s[11:13]}"
     backbone = Path(extra.get("backbone", "?")).parent.name
@@ -127,17 +140,19 @@ def table(group: str) -> list[dict]:
     and start-up excluded)."""
     rows = []
     for row in runs.list_runs():
-        if row.get("group") != group:
+        if row.get("group") != group or row.get("kind") != KIND:
             continue
         run_dir = Path(row["path"])
-        extra = json.loads((run_dir / "config.json").read_text())["extra"]
+        extra = _extra(row)
+        if extra is None or "strategy" not in extra:
+            continue  # deleted while we read, or not one of ours
         events = runs.read_metrics(run_dir)
         start = next((e for e in events if e["type"] == "start"), {})
         epochs = [e for e in events if e["type"] == "epoch"]
         rows.append(
             {
                 "strategy": extra["strategy"],
-                "k": extra["k"],
+                "k": extra.get("k"),
                 "state": row["state"],
                 "epochs_done": len(epochs),
                 "epochs": row["epochs"],

@@ -217,7 +217,7 @@ def degradation_configs(dataset: str = "fashion-sample", epochs: int = 6, seed: 
     from resnet_core.config import TrainConfig
 
     preset = {**data.get_spec(dataset).preset, "label_smoothing": 0.0, "augment": "none", **budget}
-    group = {"group": f"degradation-{uuid.uuid4().hex[:8]}"}
+    group = {"group": f"degradation-{uuid.uuid4().hex[:8]}", "kind": "degradation"}
     return [
         TrainConfig(**{**preset, "dataset": dataset, "model": name, "epochs": epochs, "seed": seed, "extra": group})
         for name in DEGRADATION_MODELS

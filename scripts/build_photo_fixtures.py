@@ -5,7 +5,7 @@
 1. Trains each default preset as a user would (``python -m resnet_core train --dataset
    mnist-sample``, then ``fashion-sample``: about 20 s and 2 minutes on 2 CPU cores), and a
    ResNet-20 on digits (``--model resnet20 --epochs 5``, about 1 minute), and keeps each best
-   checkpoint without its optimizer state as tests/fixtures/checkpoints/{NAME}.pt, so CI does not
+   checkpoint without its optimizer state as resnet_core/shipped/{NAME}.pt, so CI does not
    train for minutes. The photo tests read the presets; the gallery, Grad-CAM and transfer tests
    read mnist-resnet20 (they want a network with stages, which the digit preset is not).
 2. Renders tests/fixtures/photos/digits/ and photos/clothes/: photos of the first ``--n`` test
@@ -50,7 +50,7 @@ def train(name: str, home: Path) -> None:
     command = [sys.executable, "-m", "resnet_core", "train", "--dataset", dataset, "--run-dir", str(run_dir)]
     subprocess.run(command + flags, check=True, env=env, cwd=ROOT)
     ckpt = torch.load(run_dir / "best.pt", weights_only=True)
-    out = FIXTURES / "checkpoints" / f"{name}.pt"
+    out = ROOT / "resnet_core" / "shipped" / f"{name}.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: ckpt[k] for k in KEEP if k in ckpt}, out)
     print(f"{out.relative_to(ROOT)}: best test accuracy {ckpt['metrics']['best_acc']:.2%}")

@@ -29,7 +29,7 @@ def lab(tmp_path, monkeypatch) -> Path:
 # judge a model's answers. A model trained inside the session would not do: a short run's weights
 # follow the float rounding of the CPU's kernels (AVX2, AVX-512, AMX differ), so a test counting its
 # right answers, or expecting one of its mistakes, passes on one processor and fails on another.
-CHECKPOINTS = Path(__file__).parent / "fixtures" / "checkpoints"
+CHECKPOINTS = Path(__file__).parent.parent / "resnet_core" / "shipped"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from resnet_core.config import TrainConfig
 from resnet_core.transfer import TransferError
 from tests.conftest import tiny_config
 
-FIXTURE = "tests/fixtures/checkpoints/mnist-resnet20.pt"  # saved before issue 10
+FIXTURE = "resnet_core/shipped/mnist-resnet20.pt"  # saved before issue 10
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CHECKPOINTS
+
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["", "theory", "data", "train", "transfer", "predict"]
@@ -259,7 +261,7 @@ def test_the_gallery_shows_only_mistakes_when_asked(server, page, tmp_path):
 
     preset = tmp_path / "preset"  # the shipped ResNet-20 digit checkpoint (25 mistakes in 2,000): no training here
     preset.mkdir()
-    shutil.copy(ROOT / "tests" / "fixtures" / "checkpoints" / "mnist-resnet20.pt", preset / "best.pt")
+    shutil.copy(CHECKPOINTS / "mnist-resnet20.pt", preset / "best.pt")
     serve_trained_run(server, preset, "20000101-000002-mnist-sample-resnet20")
 
     open_page(page, server, "predict")  # whichever run is chosen, the filter must hold

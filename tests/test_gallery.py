@@ -1,7 +1,7 @@
 """The test gallery: the whole split evaluated once, filtered to mistakes, a confusion-matrix
 cell, the most confused pairs and the highest losses, each against a brute-force computation.
 
-The model is the shipped digit checkpoint (a ResNet-20, tests/fixtures/checkpoints, 98.75 % on the 2,000 bundled
+The model is the shipped digit checkpoint (a ResNet-20, resnet_core/shipped, 98.75 % on the 2,000 bundled
 test digits, so 25 mistakes): real mistakes, and no training here.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core import data, engine, models, predict, runs
 from resnet_core.config import TrainConfig
-from tests.conftest import shown
+from tests.conftest import CHECKPOINTS, shown
 from ui.i18n import catalogue
 
-CHECKPOINT = Path(__file__).parent / "fixtures" / "checkpoints" / "mnist-resnet20.pt"
+CHECKPOINT = CHECKPOINTS / "mnist-resnet20.pt"
 EN = catalogue("en")
 
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from resnet_core import data, predict
+from tests.conftest import CHECKPOINTS
 
 # The default presets' checkpoints and a fixed set of photo-like test images, built by
 # `python scripts/build_photo_fixtures.py` (the preset trainings as a user runs them, then
@@ -105,7 +106,7 @@ def test_grad_cam_looks_at_the_ink_not_the_background(lab, predictor):
 
 
 def preset_predictor(dataset: str) -> predict.Predictor:
-    return predict.Predictor.from_checkpoint(FIXTURES / "checkpoints" / f"{dataset}.pt")
+    return predict.Predictor.from_checkpoint(CHECKPOINTS / f"{dataset}.pt")
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 from streamlit.runtime import Runtime
 
-from resnet_core import classroom, data, predict, system
+from resnet_core import catalog, classroom, data, predict, system
 from resnet_core import monitor as runs_monitor
 from ui.i18n import t
 
@@ -174,12 +174,28 @@ def devices() -> list[dict]:
 
 
 def checkpoints() -> list[dict]:
-    """Runs that have a best.pt, newest first (the shared list, at most a second old)."""
-    return [r for r in monitor().runs() if r["has_best"]]
+    """Runs that have a best.pt, newest first (the shared list, at most a second old), then the
+    shipped checkpoints; each row's ``checkpoint`` is the file."""
+    return catalog.checkpoints(monitor().runs())
+
+
+def default_checkpoint(rows: list[dict]) -> int:
+    """Index of the checkpoint this browser opens first: its own newest finished run, else the
+    teacher's pin, else the shipped preset (resnet_core.catalog); never another student's run."""
+    return catalog.default(rows, actor().owner, catalog.pinned())
+
+
+def checkpoint_index(rows: list[dict]) -> int:
+    """The sidebar's choice where it is among ``rows``, else :func:`default_checkpoint`."""
+    current = current_checkpoint()
+    paths = [r["checkpoint"] for r in rows]
+    return paths.index(current) if current in paths else default_checkpoint(rows)
 
 
 def checkpoint_label(row: dict) -> str:
     acc = f"{row['best_acc']:.1%}" if row.get("best_acc") is not None else "-"
+    if row.get("kind") == "shipped":
+        return t("checkpoint.shipped", dataset=dataset_label(row["dataset"]), model=row["model"], acc=acc)
     return f"{row['run']} ({row['model']}, {acc})"
 
 
@@ -211,21 +227,29 @@ def sidebar() -> None:
         gpu = [d for d in found if d["kind"] != "cpu"]
         device = f"{gpu[0]['kind'].upper()}: {gpu[0]['name']}" if gpu else t("sidebar.cpu", n=found[0]["cores"])
         st.caption(t("sidebar.device", device=device))
-        ckpts = checkpoints()
-        if ckpts:
-            paths = [str(Path(r["path"]) / "best.pt") for r in ckpts]
-            labels = dict(zip(paths, [checkpoint_label(r) for r in ckpts]))
-            current = current_checkpoint()
-            st.selectbox(
-                t("sidebar.checkpoint"),
-                paths,
-                index=paths.index(current) if current in paths else 0,
-                format_func=labels.get,
-                key="checkpoint",
-            )
-        else:
-            st.caption(t("sidebar.no_checkpoint"))
+        ckpts = checkpoints()  # never empty: the shipped checkpoints are always there
+        paths = [r["checkpoint"] for r in ckpts]
+        labels = dict(zip(paths, [checkpoint_label(r) for r in ckpts]))
+        if st.session_state.get("checkpoint") not in paths:  # none chosen yet, or deleted since
+            st.session_state["checkpoint"] = paths[default_checkpoint(ckpts)]
+        st.selectbox(t("sidebar.checkpoint"), paths, format_func=labels.get, key="checkpoint")
+        pin_for_class(st.session_state["checkpoint"])
         teacher_sign_in()
+
+
+def pin_for_class(path: str) -> None:
+    """The teacher's button: the sidebar's checkpoint becomes what every browser opens first
+    (one without a finished run of its own)."""
+    if not (classroom.enabled() and st.session_state.get("teacher")):
+        return
+    if catalog.pinned() == path:
+        st.caption(t("sidebar.pinned"))
+    elif st.button(t("sidebar.pin"), help=t("sidebar.pin_help")):
+        try:
+            catalog.pin(path, actor())
+            st.toast(t("sidebar.pinned"))
+        except (OSError, classroom.ClassroomError) as err:
+            st.error(plain(err))
 
 
 def actor() -> classroom.Actor:

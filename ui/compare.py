@@ -3,13 +3,11 @@ table and chart, refreshed while the runs train (the logic is in ``resnet_core.s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from resnet_core import classroom, data, runs, strategies
+from resnet_core import classroom, data, strategies
 from resnet_core import config as cfg
 from resnet_core.checkpoints import CheckpointError
 from ui.common import actor, checkpoint_label, checkpoints, dataset_label, plain
@@ -20,22 +18,15 @@ USER_ERRORS = (cfg.ConfigError, classroom.ClassroomError, CheckpointError, Value
 
 
 def launch_form() -> None:
-    """The backbone, target, K and epochs; or, with no finished run yet, a button to train one."""
-    rows = checkpoints()
-    if not any(r.get("model") in strategies.staged_models() for r in rows):
-        # None yet, or only networks without stages (the mnist-sample preset is the tutorial net).
-        st.info(t("compare.no_backbone" if not rows else "compare.no_staged_backbone"))
-        if st.button(t("compare.train_backbone")):
-            try:
-                st.session_state["watch"] = str(runs.launch(strategies.backbone_config(), actor=actor()))
-                st.success(t("transfer.launched"))
-            except USER_ERRORS as err:
-                st.error(plain(err))
-        if not rows:
-            return
+    """The backbone (this browser's own digits ResNet, else the teacher's pin, else the shipped
+    one), target, K and epochs."""
+    rows = checkpoints()  # the shipped ones at least, a ResNet-20 on digits among them
     with st.form("compare_form"):
         row = st.selectbox(
-            t("compare.backbone"), rows, index=strategies.default_backbone(rows), format_func=checkpoint_label
+            t("compare.backbone"),
+            rows,
+            index=strategies.default_backbone(rows, actor().owner),
+            format_func=checkpoint_label,
         )
         names = data.list_datasets()
         target = st.selectbox(
@@ -47,7 +38,7 @@ def launch_form() -> None:
         go = st.form_submit_button(t("compare.launch"), type="primary")
     if go:
         try:
-            backbone = Path(row["path"]) / "best.pt"
+            backbone = row["checkpoint"]
             group = strategies.launch(backbone, target, int(k), actor=actor(), epochs=int(epochs))
             st.session_state["compare_group"] = group
         except USER_ERRORS as err:
