@@ -86,13 +86,21 @@ def watched() -> Path | None:
 
 
 def act(action, run_dir: Path) -> None:
-    """Stop or resume, with the session as the actor; a refusal is one sentence, not a traceback."""
+    """Stop or resume, with the session as the actor; a refusal is one sentence, not a traceback.
+
+    Done, the whole page runs again with the run read afresh: the live panel's pace is set
+    outside it, so a resumed run drawn by a panel that had stopped polling stayed "stopped" with
+    its Resume button until a reload (issue 17)."""
     try:
         action(run_dir, actor=actor())
     except classroom.ClassroomError:
         st.error(t("train.not_yours"))
+        return
     except RuntimeError as err:
         st.error(plain(err))
+        return
+    monitor().forget(run_dir)  # the shared view may be up to a second old
+    st.rerun()
 
 
 run_dir = watched()
@@ -119,17 +127,21 @@ def live() -> None:
         st.info(t("train.queued", pos=p["queue_position"], limit=runs.max_concurrent()))
     elif state in ("failed", "interrupted"):  # the error may quote a file name: plain text
         st.error(t(f"train.{state}", error=plain(status.get("error", ""))))
+    # Progress, loss and speed all come from the last batch event, so they describe the same
+    # moment; the time left is the recorder's (status.json), measured from the first batch on.
     last, done, total = p["last_batch"], len(p["epochs"]), p["config"]["epochs"]
     st.progress(min(done / total, 1.0), text=t("train.epoch_progress", done=done, total=total))
-    if last and state in runs.ACTIVE:
-        st.progress(
-            last["step"] / last["steps"], text=t("train.batch_progress", step=last["step"], steps=last["steps"])
-        )
+    live_batch = last if last and state in runs.ACTIVE else None
+    if live_batch:
+        step, steps = live_batch["step"], live_batch["steps"]
+        st.progress(step / steps, text=t("train.batch_progress", epoch=live_batch["epoch"] + 1, step=step, steps=steps))
     cols = st.columns(5)
     cols[0].metric(t("train.state"), t(f"state.{state}"))
     cols[1].metric(t("train.loss"), f"{last['loss']:.4f}" if last else "-")
-    cols[2].metric(t("train.speed"), f"{status.get('images_per_s') or 0:.0f}")
-    cols[3].metric(t("train.eta"), f"{status['eta_s']:.0f} s" if status.get("eta_s") is not None else "-")
+    cols[2].metric(t("train.speed"), f"{live_batch['images_per_s']:.0f}" if live_batch else "-")
+    eta = status.get("eta_s")
+    waiting = state in runs.STARTED and eta is None
+    cols[3].metric(t("train.eta"), t("train.eta_wait") if waiting else f"{eta:.0f} s" if eta is not None else "-")
     cols[4].metric(t("train.best"), f"{status['best_acc']:.2%}" if status.get("best_acc") is not None else "-")
     # One button, not in columns: each refresh of each browser sends every element again, and a row
     # of columns is five more (thirty students: 15 refreshes a second).
@@ -172,15 +184,19 @@ else:
     # From columns, not from the rows' dicts: pandas takes a third of the time (every student's
     # Start press draws this table again).
     me = actor().owner
-    columns = {"run": [r["run"] for r in rows], t("train.mine"): [r.get("owner") == me for r in rows]}
-    for name in ("dataset", "model", "state", "epoch", "best_acc", "seconds"):
-        columns[name] = [r[name] for r in rows]
-    table = pd.DataFrame(columns)
+    columns = {t("train.col.run"): [r["run"] for r in rows], t("train.mine"): [r.get("owner") == me for r in rows]}
+    columns[t("train.col.dataset")] = [r["dataset"] for r in rows]
+    columns[t("train.col.model")] = [r["model"] for r in rows]
+    columns[t("train.col.state")] = [t(f"state.{r['state']}") for r in rows]
+    # Epochs done, as the live panel counts them (status.json's "epoch" is the number finished).
+    columns[t("train.col.epochs")] = [f"{r['epoch'] or 0}/{r['epochs']}" for r in rows]
+    columns[t("train.col.best_acc")] = [r["best_acc"] for r in rows]
+    columns[t("train.col.seconds")] = [r["seconds"] for r in rows]
     st.dataframe(
-        table,
+        pd.DataFrame(columns),
         hide_index=True,
         key="runs_table",
-        column_config={"best_acc": st.column_config.NumberColumn(format="percent")},
+        column_config={t("train.col.best_acc"): st.column_config.NumberColumn(format="percent")},
     )
     pick = st.selectbox(t("train.pick"), [r["path"] for r in rows], format_func=lambda p: Path(p).name)
     a, b, c = st.columns(3)

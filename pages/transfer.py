@@ -1,7 +1,6 @@
 """Transfer: a backbone from a run, ImageNet or a .pth file, a new head, a choice of what trains;
 and the strategies compared side by side when labels are few (``ui/compare.py``)."""
 
-
 import streamlit as st
 
 from resnet_core import classroom, data, models, runs, transfer

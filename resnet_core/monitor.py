@@ -123,7 +123,8 @@ class RunSummary:
             kind = e.get("type")
             if kind == "batch":
                 self.last_batch = e
-                self.curve.add(e["epoch"] * e["steps"] + e["step"], e["loss"])
+                for x, loss in runs.batch_points(e):
+                    self.curve.add(x, loss)
             elif kind == "epoch":
                 self.epochs.append(e)
             elif kind == "start":

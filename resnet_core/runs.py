@@ -48,6 +48,7 @@ ACTIVE = ("queued", "starting", "resuming", "running")  # not yet ended
 STARTED = ("starting", "resuming", "running")  # holding a training slot
 ORPHAN_AFTER_S = 300  # a "starting" run with no pid this long after its last write was never spawned
 RESUMABLE = ("stopped", "failed", "interrupted")  # with a last.pt, these can continue
+STATES = (*ACTIVE, *RESUMABLE, "finished", "unknown")
 _HELD = threading.local()  # how deep this thread is inside transitions()
 # What torchrun sets in each rank; a run that rank 0 dispatches as it ends must not inherit it,
 # or its trainer would call init_process_group and wait for ranks that never come.
@@ -513,7 +514,11 @@ def _raw_status(run_dir: Path) -> dict[str, Any]:
         status = json.loads((Path(run_dir) / "status.json").read_text())
     except (OSError, ValueError):
         return {"state": "unknown"}
-    return status if isinstance(status, dict) else {"state": "unknown"}  # someone else's JSON
+    if not isinstance(status, dict):
+        return {"state": "unknown"}  # someone else's JSON
+    if status.get("state") not in STATES:
+        status["state"] = "unknown"  # every page names a run's state from a fixed list
+    return status
 
 
 def _start_time(pid: int) -> str | None:
@@ -793,7 +798,7 @@ class RunRecorder:
         kind = event["type"]
         if kind == "start":
             self.total = event["epochs"] * event["steps"]
-            self.done_at_start = event["start_epoch"] * event["steps"] + event["start_step"]
+            self.anchor = None  # (time, batches done) at the first batch event: see below
             update_status(
                 self.run_dir,
                 state="running",
@@ -806,10 +811,15 @@ class RunRecorder:
                 epochs=event["epochs"],
                 steps=event["steps"],
             )
+        elif kind == "batch" and self.anchor is None:
+            # The rate is measured from the first batch on: counting the start-up (imports, data,
+            # the first batch's kernel selection) said 980 s left for a 10 s run (issue 17).
+            self.anchor = (time.time(), event["epoch"] * event["steps"] + event["step"])
+            update_status(self.run_dir, epoch=event["epoch"], step=event["step"], eta_s=None)
         elif kind == "batch" and time.time() - self.last_status >= STATUS_EVERY_S:
             self.last_status = time.time()
             done = event["epoch"] * event["steps"] + event["step"]
-            rate = (done - self.done_at_start) / max(time.time() - self.started, 1e-9)
+            rate = (done - self.anchor[1]) / max(time.time() - self.anchor[0], 1e-9)
             update_status(
                 self.run_dir,
                 epoch=event["epoch"],
@@ -909,17 +919,26 @@ def progress(run_dir: Path) -> dict[str, Any]:
     events = read_metrics(run_dir)
     batches = [e for e in events if e["type"] == "batch"]
     steps = batches[-1]["steps"] if batches else None
+    points = [xy for e in batches for xy in batch_points(e)]
     return {
         "run": run_dir.name,
         "status": read_status(run_dir),
         "config": json.loads((run_dir / "config.json").read_text()),
         "epochs": [e for e in events if e["type"] == "epoch"],
-        "batch_step": [e["epoch"] * e["steps"] + e["step"] for e in batches],
-        "batch_loss": [e["loss"] for e in batches],
+        "batch_step": [x for x, _ in points],
+        "batch_loss": [y for _, y in points],
         "last_batch": batches[-1] if batches else None,
         "steps": steps,
         "queue_position": queue_position(run_dir),
     }
+
+
+def batch_points(event: dict[str, Any]) -> list[tuple[int, float]]:
+    """(global step, loss) of each batch a "batch" event covers; runs from before issue 17 logged
+    only the mean since the previous event."""
+    last = event["epoch"] * event["steps"] + event["step"]
+    losses = event.get("losses") or [event["loss"]]
+    return [(last - len(losses) + 1 + i, loss) for i, loss in enumerate(losses)]
 
 
 def ema(values: list[float], weight: float) -> list[float]:

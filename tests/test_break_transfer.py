@@ -150,6 +150,7 @@ def test_the_transfer_page_says_so_when_a_listed_runs_best_pt_vanished(lab, monk
     from tests.test_pages import app
 
     gone = {"path": str(lab / "runs" / "gone"), "run": "gone", "model": "resnet20", "best_acc": 0.9}
+    gone["checkpoint"] = f"{gone['path']}/best.pt"
     monkeypatch.setattr(ui.common, "checkpoints", lambda: [{**gone, "dataset": "mnist-sample", "has_best": True}])
     at = app("transfer")
     assert "No checkpoint at" in shown(at.error[0].value) and not at.code

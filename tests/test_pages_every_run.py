@@ -90,7 +90,7 @@ def test_a_fresh_browser_never_opens_another_students_run(zoo_lab):
     box = widget(render("predict", "en"), "selectbox", "predict.checkpoint")
     # The newest on the server, listed first, is not the one opened: the shell's (the teacher's) run is.
     assert box.options[0].startswith(zoo_lab["newest-other"].name + " ")
-    assert f'{zoo_lab["finished-cli"].name}/' in box.value  # untouched, AppTest gives the value itself
+    assert f"{zoo_lab['finished-cli'].name}/" in box.value  # untouched, AppTest gives the value itself
 
 
 def test_own_run_then_the_pin_then_the_shipped_preset():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_core import classroom, imaging, runs
+from resnet_core import catalog, classroom, imaging, runs
 from tests.conftest import digit_png, shown, tiny_config
 from tests.test_pages import app, finished_run
 from tests.test_pages_hostile import Pwn, pth
@@ -152,7 +152,7 @@ def test_predict_page_says_one_sentence_for_a_corrupt_checkpoint(lab, tmp_path, 
         paths.append(f"{run_dir}/best.pt")
     at = app("predict")
     label = catalogue("en")["predict.checkpoint"]
-    assert len(next(s for s in at.selectbox if s.label == label).options) == len(files)
+    assert len(next(s for s in at.selectbox if s.label == label).options) == len(files) + len(catalog.shipped())
     for path in paths:
         next(s for s in at.selectbox if s.label == label).set_value(path).run()
         assert not at.exception, at.exception

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core import classroom, data, predict, runs, strategies
+from resnet_core import catalog, classroom, data, predict, runs, strategies
 from resnet_core.__main__ import main
 from resnet_core.classroom import Actor, ClassroomError
 from resnet_core.config import TrainConfig
@@ -78,12 +78,18 @@ def test_an_unknown_target_names_the_valid_ones(trained_run, lab):
 
 
 def test_the_page_helpers_pick_an_mnist_backbone_with_stages():
-    rows = [{"dataset": "fashion-sample"}, {"dataset": "mnist-sample"}, {"dataset": "mnist-sample"}]
-    assert strategies.default_backbone(rows) == 1 and strategies.default_backbone([{"dataset": "x"}]) == 0
-    # The newest MNIST run of the tutorial net (no stages: no "last stage" run) gives way to a ResNet.
-    rows = [{"dataset": "mnist-sample", "model": "mini_residual"}, {"dataset": "mnist-sample", "model": "resnet20"}]
-    assert strategies.default_backbone(rows) == 1
-    assert strategies.default_backbone(rows[:1]) == 0
+    def run(owner, model, dataset="mnist-sample"):
+        return {"dataset": dataset, "model": model, "owner": owner, "state": "finished", "kind": None}
+
+    shipped = catalog.shipped()
+    # Newest first: another student's digits ResNet, a fashion run, the tutorial net, then mine.
+    rows = [run("you", "resnet20"), run("me", "resnet20", "fashion-sample"), run("me", "mini_residual")]
+    rows += [run("me", "resnet20"), *shipped]
+    assert strategies.default_backbone(rows, "me") == 3  # my own digits network with stages
+    first = rows[strategies.default_backbone(rows, "someone")]  # never another student's: the shipped one
+    assert (first["kind"], first["run"], first["model"]) == ("shipped", "mnist-resnet20", "resnet20")
+    no_staged = [run("me", "mini_residual"), run(None, "mini_residual")]
+    assert strategies.default_backbone(no_staged, "me") == 0
     config = strategies.backbone_config()
     assert (config.dataset, config.model, config.epochs) == ("mnist-sample", "resnet20", 5)
     assert config.lr == data.get_spec("mnist-sample").preset["lr"]

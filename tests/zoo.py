@@ -79,6 +79,7 @@ def build() -> dict[str, Path]:
     _edit_config(zoo["legacy-compare"], extra={"group": "compare-0ld", "strategy": "head", "k": 5})
     zoo["legacy-theory"] = _clone(trained, tiny, "finished", OTHER)
     _edit_config(zoo["legacy-theory"], extra={"group": "degradation-0ld"})
+    zoo["odd-state"] = _clone(trained, tiny, "paused-by-a-newer-version", OTHER)
     zoo["future-kind"] = _clone(trained, tiny, "finished", OTHER)
     _edit_config(zoo["future-kind"], extra={"group": "x-1", "kind": "something-new", "strategy": 7})
     # The newest run on the server: another student's failed experiment at 42 %. No browser but

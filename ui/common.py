@@ -118,7 +118,7 @@ def serve_once() -> bool:
 @st.cache_resource(show_spinner=False)
 def monitor() -> runs_monitor.Monitor:
     """One view of the runs for every browser: a poll per run per second, not per browser."""
-    return runs_monitor.Monitor(max_age=1.0)
+    return runs_monitor.Monitor(max_age=1.0, max_points=600)  # a point per batch up to 600 batches: smoothable
 
 
 @st.cache_resource(show_spinner=False)
