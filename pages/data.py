@@ -10,7 +10,7 @@ import streamlit as st
 from resnet_core import classroom, data, explore
 from resnet_core.folders import FolderError
 from ui.common import chart_text, dataset_label, plain, require_frame
-from ui.i18n import t
+from ui.i18n import class_name, t, t_or
 
 require_frame("pages/data.py")
 
@@ -43,7 +43,7 @@ cols[1].metric(t("data.train"), f"{sum(info.counts['train']):,}")
 cols[2].metric(t("data.test"), f"{sum(info.counts['test']):,}")
 cols[3].metric(t("data.size"), f"{info.channels}×{info.size}×{info.size}")
 st.caption(t("data.norm", mean=", ".join(f"{m:.4f}" for m in info.mean), std=", ".join(f"{v:.4f}" for v in info.std)))
-st.caption(t("data.source", source=plain(info.source)))
+st.caption(t("data.source", source=t_or(f"source.{name}", plain(info.source))))
 if info.skipped:
     st.warning(t("data.skipped", detail=", ".join(f"{n} {reason}" for reason, n in info.skipped.items())))
 
@@ -54,37 +54,41 @@ def explore_tabs() -> None:
         [t("data.tab.counts"), t("data.tab.samples"), t("data.tab.means"), t("data.tab.hist"), t("data.tab.pca")]
     )
     with tabs[0]:
+        col = {k: t(f"data.col.{k}") for k in ("class", "split", "images", "intensity", "channel", "pixels", "label")}
         counts = pd.DataFrame(
             {
-                "class": [chart_text(c) for c in info.classes] * 2,  # Plotly renders HTML tags
-                "split": [t("data.train")] * len(info.classes) + [t("data.test")] * len(info.classes),
-                "images": info.counts["train"] + info.counts["test"],
+                col["class"]: [chart_text(class_name(c)) for c in info.classes] * 2,  # Plotly renders HTML tags
+                col["split"]: [t("data.train")] * len(info.classes) + [t("data.test")] * len(info.classes),
+                col["images"]: info.counts["train"] + info.counts["test"],
             }
         )
-        st.plotly_chart(px.bar(counts, x="class", y="images", color="split", barmode="group"), key="counts")
+        bars = px.bar(counts, x=col["class"], y=col["images"], color=col["split"], barmode="group")
+        st.plotly_chart(bars, key="counts")
     with tabs[1]:
         for label, images in grid(name, 10).items():
             st.image(list(images), caption=None, width=56)
-            st.caption(plain(label))  # a folder's name is the user's text, never Markdown
+            st.caption(plain(class_name(label)))  # a folder's name is the user's text, never Markdown
     with tabs[2]:
         mean_imgs = means(name)
-        st.image(list(mean_imgs.values()), caption=[plain(c) for c in mean_imgs], width=84)
+        st.image(list(mean_imgs.values()), caption=[plain(class_name(c)) for c in mean_imgs], width=84)
     with tabs[3]:
         hist = histogram(name)
         centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:])]
         frame = pd.DataFrame(
             [
-                {"intensity": c, "channel": ch, "pixels": n}
+                {col["intensity"]: c, col["channel"]: t(f"data.channel.{ch}"), col["pixels"]: n}
                 for ch, ns in hist["counts"].items()
                 for c, n in zip(centres, ns)
             ]
         )
-        st.plotly_chart(px.line(frame, x="intensity", y="pixels", color="channel", log_y=True), key="hist")
+        lines = px.line(frame, x=col["intensity"], y=col["pixels"], color=col["channel"], log_y=True)
+        st.plotly_chart(lines, key="hist")
     with tabs[4]:
         emb = pca(name)
-        frame = pd.DataFrame({"pc1": emb["x"], "pc2": emb["y"], "label": [chart_text(c) for c in emb["label"]]})
+        pc1, pc2, label = t("data.col.pc1"), t("data.col.pc2"), col["label"]
+        frame = pd.DataFrame({pc1: emb["x"], pc2: emb["y"], label: [chart_text(class_name(c)) for c in emb["label"]]})
         st.caption(t("data.pca_caption", n=len(frame), a=emb["explained"][0], b=emb["explained"][1]))
-        st.plotly_chart(px.scatter(frame, x="pc1", y="pc2", color="label", hover_data=["label"]), key="pca")
+        st.plotly_chart(px.scatter(frame, x=pc1, y=pc2, color=label, hover_data=[label]), key="pca")
 
 
 try:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from resnet_core import classroom, runs
 from ui.common import dataset_label, environment, require_frame
-from ui.i18n import t
+from ui.i18n import t, t_or
 
 require_frame("pages/home.py")
 
@@ -27,7 +27,7 @@ env = environment()
 left, right = st.columns(2)
 with left:
     for device in env["devices"]:
-        extra = f", {device['memory_gb']} GB" if "memory_gb" in device else f", {device.get('cores')} cores"
+        extra = f", {device['memory_gb']} GB" if "memory_gb" in device else t("home.cores", n=device.get("cores"))
         st.write(f"**{device['kind'].upper()}**: {device['name']}{extra}")
     st.write(f"torch {env['torch']} · torchvision {env['torchvision']} · Python {env['python']}")
     st.write(t("home.precision", cpu=env["precision"]["cpu"], capability=env["cpu_capability"]))
@@ -51,7 +51,7 @@ st.dataframe(
                 t("home.classroom.limit"): t(f"limit.{r['limit']}"),
                 t("home.classroom.variable"): r["variable"],
                 t("home.classroom.value"): r["value"],
-                t("home.classroom.unit"): r["unit"],
+                t("home.classroom.unit"): t_or(f"unit.{r['unit']}", r["unit"]),
             }
             for r in rows + classroom.limits()
         ]

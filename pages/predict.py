@@ -21,7 +21,7 @@ from ui.common import (
     plain,
     require_frame,
 )
-from ui.i18n import t
+from ui.i18n import class_name, t
 
 require_frame("pages/predict.py")
 
@@ -56,10 +56,13 @@ def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: s
     a, c = st.columns([1, 4])
     a.image(enlarge(out["cam"]), caption=t("predict.cam"))
     # Class names are a folder's names, the user's text: Plotly renders <b> and <br> in labels.
-    frame = pd.DataFrame({"label": [chart_text(r["label"]) for r in top], "probability": [r["prob"] for r in top]})
-    fig = px.bar(frame, x="probability", y="label", orientation="h", range_x=[0, 1], height=220)
+    label, prob = t("predict.col.label"), t("predict.col.probability")
+    frame = pd.DataFrame({label: [chart_text(class_name(r["label"])) for r in top], prob: [r["prob"] for r in top]})
+    fig = px.bar(frame, x=prob, y=label, orientation="h", range_x=[0, 1], height=220)
     fig.update_layout(yaxis={"autorange": "reversed"}, margin={"t": 10, "b": 10})
-    c.markdown(t("predict.answer", label=plain(top[0]["label"]), prob=top[0]["prob"]))  # bold, the name inert
+    c.markdown(
+        t("predict.answer", label=plain(class_name(top[0]["label"])), prob=top[0]["prob"])
+    )  # bold, the name inert
     c.plotly_chart(fig, key=f"top-{key}")  # the upload's own id: two files may share a name
 
 

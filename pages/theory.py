@@ -7,11 +7,13 @@ setting and language and shared by every visitor (st.cache_resource: plotly figu
 never changed, by st.plotly_chart).
 """
 
+import re
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from resnet_core import classroom, runs, theory
+from resnet_core import classroom, findings, runs, theory
 from resnet_core import config as cfg
 from ui.common import actor, in_background, plain, require_frame
 from ui.i18n import language, t
@@ -69,15 +71,21 @@ def flow_figures(depth: int, batch_norm: bool, lang: str) -> tuple[go.Figure, go
     acts = lines(
         {names[k]: v["act_std"] for k, v in f.items()}, t("theory.block"), t("theory.act_std"), 320, yaxis_type="log"
     )
-    ratio = {k: max(v["grad_norm"]) / min(v["grad_norm"]) for k, v in f.items()}
-    return grads, acts, t("theory.flow.note", plain=ratio["plain"], res=ratio["residual"], depth=depth)
+    return grads, acts, say(findings.flow(f, depth))
 
 
 @figures
-def shattered_figure(depth: int, batch_norm: bool, lang: str) -> go.Figure:
+def shattered_figure(depth: int, batch_norm: bool, lang: str) -> tuple[go.Figure, str]:
     s = in_background(theory.shattered_pair, depth, batch_norm)
     traces = {f"{t(f'theory.{k}')} (r = {s[k]['correlation']:.2f})": s[k]["trace"] for k in s}
-    return lines(traces, t("theory.along_line"), t("theory.input_grad"), 300)
+    return lines(traces, t("theory.along_line"), t("theory.input_grad"), 300), say(findings.shattered(s))
+
+
+def say(found: list[tuple[str, dict]]) -> str:
+    """The findings of a figure (resnet_core.findings) as sentences in the visitor's language."""
+    return " ".join(
+        t(key, **{k: t(f"theory.{v}") if k.startswith("net") else v for k, v in args.items()}) for key, args in found
+    )
 
 
 @figures
@@ -98,24 +106,12 @@ def degradation_figures(lang: str) -> tuple[go.Figure, go.Figure, str, str]:
                 for m, g in frame.groupby("model")
             ]
         )
-        fig.update_layout(title=t(f"theory.{metric}"), xaxis_title="epoch", yaxis_title="%", height=320)
+        fig.update_layout(title=t(f"theory.{metric}"), xaxis_title=t("train.curve.epoch"), yaxis_title="%", height=320)
         figs.append(fig)
-    final = frame.sort_values("epoch").groupby("model").last()
-    compare = t(
-        "theory.degradation.compare",
-        epochs=int(final["epoch"].max()),
-        t20=final.loc["plain20", "train_error"],
-        t56=final.loc["plain56", "train_error"],
-        rt20=final.loc["resnet20", "train_error"],
-        rt56=final.loc["resnet56", "train_error"],
-        p20=final.loc["plain20", "test_error"],
-        p56=final.loc["plain56", "test_error"],
-        r20=final.loc["resnet20", "test_error"],
-        r56=final.loc["resnet56", "test_error"],
-        paper20=theory.PAPER_TEST_ERROR["resnet20"],
-        paper56=theory.PAPER_TEST_ERROR["resnet56"],
-    )
-    return figs[0], figs[1], compare, " · ".join(notes)
+    final = frame.sort_values("epoch").groupby("model").last().reset_index()
+    compare = say(findings.degradation({r["model"]: r for r in final.to_dict("records")}))
+    paper = t("theory.find.paper", r20=theory.PAPER_TEST_ERROR["resnet20"], r56=theory.PAPER_TEST_ERROR["resnet56"])
+    return figs[0], figs[1], f"{compare} {paper}", made_line(theory.csv_made(notes))
 
 
 @figures
@@ -126,9 +122,47 @@ def deletion_figure(lang: str) -> tuple[go.Figure, str]:
         [go.Bar(x=list(range(1, len(v["drop"]) + 1)), y=[100 * x for x in v["drop"]], name=k) for k, v in d.items()]
     )
     fig.update_layout(xaxis_title=t("theory.deleted_block"), yaxis_title=t("theory.drop"), barmode="group", height=320)
-    mean = {k: 100 * sum(v["drop"]) / len(v["drop"]) for k, v in d.items()}
-    note = t("theory.ensembles.note", plain=mean["plain20"], res=mean["resnet20"])
-    return fig, f"{note} ({made['command']}; {made['hardware']})"
+    note = say(findings.deletion({k: v["drop"] for k, v in d.items()}))
+    return fig, f"{t('theory.ensembles.what')} {note} {made_line(made)}"
+
+
+def made_line(made: dict) -> str:
+    """How a shipped result was made (theory._made's record), in the visitor's language."""
+    found = re.match(r"(\S+), (\d+) CPU cores(?:, (.+))?$", made["hardware"])
+    arch, cores, gpu = found.groups() if found else (made["hardware"], "?", None)
+    gpu = t("theory.no_gpu") if gpu in (None, "no GPU") else gpu
+    args = {k: made.get(k) for k in ("command", "versions", "seconds")}
+    return t("theory.made", arch=arch, cores=cores, gpu=gpu, **args)
+
+
+def rerun_results() -> None:
+    """The newest re-run's errors beside the shipped run's at the same epoch (refreshed while it trains)."""
+    rows = theory.latest_rerun()
+    if not rows:
+        return
+    active = any(r["state"] in runs.ACTIVE for r in rows)
+    st.fragment(run_every=3.0 if active else None)(rerun_table)(active)
+
+
+def rerun_table(was_active: bool) -> None:
+    rows = theory.latest_rerun()
+    if was_active and not any(r["state"] in runs.ACTIVE for r in rows):
+        st.rerun()
+    _, shipped = theory.read_degradation_csv(theory.DATA / "degradation.csv")
+    at = {(r["model"], r["epoch"]): r for r in shipped}
+    cols = {k: t(f"theory.rerun.col.{k}") for k in ("model", "state", "epoch", "train", "test", "shipped")}
+    table = pd.DataFrame(
+        {
+            cols["model"]: [r["model"] for r in rows],
+            cols["state"]: [t(f"state.{r['state']}") for r in rows],
+            cols["epoch"]: [r["epoch"] for r in rows],
+            cols["train"]: [r["train_error"] for r in rows],
+            cols["test"]: [r["test_error"] for r in rows],
+            cols["shipped"]: [at.get((r["model"], r["epoch"]), {}).get("test_error") for r in rows],
+        }
+    )
+    st.markdown(t("theory.rerun.title"))
+    st.dataframe(table, hide_index=True)
 
 
 @st.fragment(run_every=1.0)
@@ -177,8 +211,9 @@ if in_background(theory.shattered_pair, depth, batch_norm) is None:
     pending[theory.shattered_pair] = (depth, batch_norm)
     st.info(t("theory.measuring"), icon=":material/hourglass_top:")
 else:
-    st.plotly_chart(shattered_figure(depth, batch_norm, lang), key="shattered")
-st.caption(t("theory.shattered.note"))
+    shattered, shattered_note = shattered_figure(depth, batch_norm, lang)
+    st.plotly_chart(shattered, key="shattered")
+    st.caption(f"{t('theory.shattered.what')} {shattered_note}")
 if pending:
     wait_for(pending)
 
@@ -189,6 +224,7 @@ left.plotly_chart(train_fig, key="train_error")
 right.plotly_chart(test_fig, key="test_error")
 st.markdown(compare)
 st.caption(notes)
+rerun_results()
 if st.button(t("theory.rerun")):
     try:  # one job, owned by this session and checked against the class's limits like any run
         runs.launch_group(theory.degradation_configs(epochs=1), actor=actor())

@@ -8,9 +8,10 @@ import streamlit as st
 
 from resnet_core import classroom, data, export, models, precision, runs
 from resnet_core import config as cfg
+from ui import side_by_side
 from ui.common import actor, dataset_label, monitor, plain, require_frame
 from ui.curves import curves
-from ui.i18n import language, t
+from ui.i18n import language, option, t
 
 require_frame("pages/train.py")
 # Seconds between refreshes of the live numbers, by the watched run's state; the charts refresh
@@ -23,6 +24,10 @@ st.title(t("train.title"))
 
 
 # ---- the form: the dataset's preset fills it; every field is a TrainConfig field
+with st.container(border=True):  # the lesson a teacher comes for, first
+    st.subheader(t("pair.title"))
+    side_by_side.pair_form()
+st.subheader(t("train.one"))
 dataset = st.selectbox(t("train.dataset"), data.list_datasets(), format_func=dataset_label, key="train_dataset")
 preset = cfg.TrainConfig(**{**data.get_spec(dataset).preset, "dataset": dataset})
 with st.form("train_form"):
@@ -30,13 +35,19 @@ with st.form("train_form"):
     model = a.selectbox(t("train.model"), models.list_models(), index=models.list_models().index(preset.model))
     epochs = b.number_input(t("train.epochs"), 1, 500, preset.epochs)
     batch = c.number_input(t("train.batch"), 1, 4096, preset.batch_size)
-    optimizer = a.selectbox(t("train.optimizer"), cfg.OPTIMIZERS, index=cfg.OPTIMIZERS.index(preset.optimizer))
+    optimizer = a.selectbox(
+        t("train.optimizer"), cfg.OPTIMIZERS, index=cfg.OPTIMIZERS.index(preset.optimizer), format_func=option
+    )
     lr = b.number_input(t("train.lr"), 1e-6, 10.0, preset.lr, format="%.4f")
-    schedule = c.selectbox(t("train.schedule"), cfg.SCHEDULES, index=cfg.SCHEDULES.index(preset.schedule))
+    schedule = c.selectbox(
+        t("train.schedule"), cfg.SCHEDULES, index=cfg.SCHEDULES.index(preset.schedule), format_func=option
+    )
     decay = a.number_input(t("train.decay"), 0.0, 1.0, preset.weight_decay, format="%.5f")
     smoothing = b.number_input(t("train.smoothing"), 0.0, 0.9, preset.label_smoothing)
-    augment = c.selectbox(t("train.augment"), cfg.AUGMENTATIONS, index=cfg.AUGMENTATIONS.index(preset.augment))
-    device = a.selectbox(t("train.device"), cfg.DEVICES)
+    augment = c.selectbox(
+        t("train.augment"), cfg.AUGMENTATIONS, index=cfg.AUGMENTATIONS.index(preset.augment), format_func=option
+    )
+    device = a.selectbox(t("train.device"), cfg.DEVICES, format_func=option)
     seed = b.number_input(t("train.seed"), 0, 2**31 - 1, preset.seed)
     amp = c.checkbox(t("train.amp"), preset.amp, help=t("train.amp_help", cpu=precision.resolve("cpu").label))
     compiled = c.checkbox(t("train.compile"), preset.compile)
@@ -174,6 +185,9 @@ def charts() -> None:
 
 live()
 charts()
+
+st.subheader(t("overlay.title"))
+side_by_side.overlay(monitor().runs())
 
 # ---- past runs, from disk
 st.subheader(t("train.runs"))

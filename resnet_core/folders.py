@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from collections import Counter
@@ -36,7 +37,10 @@ from PIL import Image
 from resnet_core import imaging
 from resnet_core.checkpoints import CheckpointError, _atomic, atomic_write_text
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# A dataset's name is a folder name and part of run names: letters of any script (形状, ants),
+# digits, "-" and "_", not starting with "_" or "-"; Latin letters lower case (two names never
+# differ only by case on a case-insensitive disk).
+NAME_RE = re.compile(r"^(?![_-])[\w-]{1,40}$")
 MAX_ZIP_BYTES = 4 * 1024**3  # uncompressed; a zip bomb stops here
 MAX_ZIP_FILES = 200_000
 MAX_RATIO = 100  # JPEG/PNG barely compress; 100:1 over all members is a bomb, not photos
@@ -313,8 +317,10 @@ def add(root: Path, name: str, source: Path, seed: int = 0, confine: bool = Fals
 
     ``confine``: links leaving ``source`` are skipped (a browser's server folder; the shell's
     own datasets may be trees of links into a shared image store)."""
-    if not NAME_RE.match(name):
-        raise FolderError(f"Dataset name {name!r} must be 1-40 lowercase letters, digits, '-' or '_'.")
+    if not NAME_RE.match(name) or name != name.lower() or name != unicodedata.normalize("NFC", name):
+        raise FolderError(
+            f"Dataset name {name!r} must be 1-40 letters (any language; Latin ones lower case), digits, '-' or '_'."
+        )
     if not source.exists():
         raise FolderError(f"{source} does not exist; give a directory or a .zip of class folders.")
     target = folders_dir(root) / name

@@ -45,6 +45,7 @@ from resnet_core.config import TrainConfig
 from resnet_core.data import lab_home
 
 ACTIVE = ("queued", "starting", "resuming", "running")  # not yet ended
+PAIR = "pair"  # the group kind of a plain net and its residual twin trained side by side
 STARTED = ("starting", "resuming", "running")  # holding a training slot
 ORPHAN_AFTER_S = 300  # a "starting" run with no pid this long after its last write was never spawned
 RESUMABLE = ("stopped", "failed", "interrupted")  # with a last.pt, these can continue
@@ -187,7 +188,7 @@ def launch(config: TrainConfig, nproc: int = 1, actor: classroom.Actor | None = 
         run_dir = create(config, owner=owner, nproc=nproc)
         # With every slot taken (a class pressing Start together) the new run only queues: no second
         # listing under the lock. A finishing run dispatches the queue.
-        if sum(r["state"] in STARTED for r in rows) < max_concurrent():
+        if slots_taken(rows) < max_concurrent():
             dispatch()
     return run_dir
 
@@ -207,22 +208,36 @@ def dispatch() -> list[Path]:
     started = []
     with transitions():
         rows = list_runs()
-        free = max_concurrent() - sum(r["state"] in STARTED for r in rows)
+        free = max_concurrent() - slots_taken(rows)
+        pairs = {r["group"] for r in rows if r.get("kind") == PAIR and r["state"] in STARTED}
         for row in reversed(rows):  # list_runs is newest first
-            if free <= 0:
+            if row["state"] != "queued":
+                continue
+            joins = row.get("kind") == PAIR and row["group"] in pairs  # its twin holds the slot
+            if free <= 0 and not joins:
                 break
-            if row["state"] == "queued":
-                status = _raw_status(row["path"])
-                nproc = status.get("nproc", 1)
-                if _waits_for_gpus(nproc):
-                    break  # first in, first out: a later, smaller run does not overtake it
-                try:
-                    spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=nproc)
-                except OSError:
-                    continue  # spawn marked it failed: its slot goes to the next run
-                started.append(Path(row["path"]))
+            status = _raw_status(row["path"])
+            nproc = status.get("nproc", 1)
+            if not joins and _waits_for_gpus(nproc):
+                break  # first in, first out: a later, smaller run does not overtake it
+            try:
+                spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=nproc, pair=row.get("kind") == PAIR)
+            except OSError:
+                continue  # spawn marked it failed: its slot goes to the next run
+            started.append(Path(row["path"]))
+            if row.get("kind") == PAIR:
+                pairs.add(row["group"])
+            if not joins:
                 free -= 1
     return started
+
+
+def slots_taken(rows: list[dict[str, Any]]) -> int:
+    """Training slots the started runs of ``rows`` hold: one each, and one per side-by-side pair
+    (its two trainers share the slot, and on a CPU its cores: ``spawn``)."""
+    started = [r for r in rows if r["state"] in STARTED]
+    pairs = {r["group"] for r in started if r.get("kind") == PAIR}
+    return sum(r.get("kind") != PAIR for r in started) + len(pairs)
 
 
 def reconcile() -> list[Path]:
@@ -343,8 +358,9 @@ def watch(interval_s: float = WATCH_EVERY_S) -> Watchdog:
         return _WATCHDOG
 
 
-def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
-    """Start the training process of ``run_dir`` now (``dispatch`` decides when)."""
+def spawn(run_dir: Path, resume: bool = False, nproc: int = 1, pair: bool = False) -> int:
+    """Start the training process of ``run_dir`` now (``dispatch`` decides when). A run of a
+    side-by-side ``pair`` on a CPU takes half the cores: its twin runs at the same time."""
     cmd = [sys.executable, "-m", "resnet_core", "train", "--run-dir", str(run_dir)]
     if resume:
         cmd.append("--resume")
@@ -361,6 +377,8 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1) -> int:
         update_status(run_dir, state="resuming" if resume else "starting", gpus=gpus or None)
     if gpus:  # each rank takes cuda:LOCAL_RANK of what it sees (engine.resolve_device)
         env.update(CUDA_VISIBLE_DEVICES=",".join(gpus), RESNET_LAB_GPUS=",".join(server_gpus()))
+    elif pair:  # torch sizes its thread pool from OMP_NUM_THREADS: two pools of all cores would fight
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // 2))
     # The child starts with SIGTERM/SIGINT blocked (a signal mask survives exec) and unblocks
     # them once its handler is in (``stopping.install``): a stop that arrives while the
     # interpreter starts waits for the handler instead of killing the run. Not for torchrun's

@@ -122,16 +122,23 @@ def _extra(row: dict) -> dict | None:
         return None
 
 
-def label(group: str) -> str:
-    """What a person recognises a comparison by: target, K, backbone run, when it was queued."""
+def label(group: str) -> dict | None:
+    """What a person recognises a comparison by: target, K, backbone (its run, or the shipped
+    checkpoint's name), when it was queued; None once its runs are gone. The page words it."""
     rows = [r for r in runs.list_runs() if r.get("group") == group]
     extra = _extra(rows[-1]) if rows else None
     if extra is None:
-        return group
+        return None
     s = rows[-1]["run"]  # runs are named YYYYMMDD-HHMMSS-...
-    when = f"{s[:4]}-{s[4:6]}-{s[6:8]} {s[9:11]}:{s[11:13]}"
-    backbone = Path(extra.get("backbone", "?")).parent.name
-    return f"{rows[-1]['dataset']}, K = {extra.get('k')}, {backbone} ({when})"
+    backbone = Path(extra.get("backbone", "?"))
+    shipped = backbone.parent == catalog.SHIPPED
+    return {
+        "dataset": rows[-1]["dataset"],
+        "k": extra.get("k"),
+        "backbone": backbone.stem if shipped else backbone.parent.name,
+        "shipped": shipped,
+        "when": f"{s[:4]}-{s[4:6]}-{s[6:8]} {s[9:11]}:{s[11:13]}",
+    }
 
 
 def table(group: str) -> list[dict]:

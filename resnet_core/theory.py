@@ -206,22 +206,73 @@ TWIN_KEYS = (
 PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 
 
-def degradation_configs(dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, **budget) -> list:
-    """The plain and residual 20/56-layer twins with one recipe, as one job (``extra["group"]``:
-    a classroom cap counts it once). The recipe is the dataset's preset with label smoothing and
-    augmentation off, so errors are plain classification errors. ``budget`` takes TrainConfig
-    fields such as ``max_train_batches`` (the tests' quick run)."""
+def twin_configs(models, kind: str, dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, **budget):
+    """``models`` with one recipe and seed, as one job of ``kind`` (``extra["group"]``: a
+    classroom cap counts it once; pages read only their own kind). The recipe is the dataset's
+    preset with label smoothing and augmentation off, so errors are plain classification errors.
+    ``budget`` takes TrainConfig fields such as ``max_train_batches`` (the tests' quick run)."""
     import uuid
 
     from resnet_core import data
     from resnet_core.config import TrainConfig
 
     preset = {**data.get_spec(dataset).preset, "label_smoothing": 0.0, "augment": "none", **budget}
-    group = {"group": f"degradation-{uuid.uuid4().hex[:8]}", "kind": "degradation"}
+    preset |= {"pretrained": None, "trainable": "all"}  # a folder's preset fine-tunes ImageNet weights: not here
+    group = {"group": f"{kind}-{uuid.uuid4().hex[:8]}", "kind": kind}
     return [
         TrainConfig(**{**preset, "dataset": dataset, "model": name, "epochs": epochs, "seed": seed, "extra": group})
-        for name in DEGRADATION_MODELS
+        for name in models
     ]
+
+
+def degradation_configs(dataset: str = "fashion-sample", epochs: int = 6, seed: int = 0, **budget) -> list:
+    """The plain and residual 20/56-layer twins (the Theory page's re-run and ``degradation``)."""
+    return twin_configs(DEGRADATION_MODELS, "degradation", dataset, epochs, seed, **budget)
+
+
+PAIR_DEPTHS = models.CIFAR_DEPTHS  # He et al.'s CIFAR depths (6n + 2), each with a plain twin
+
+
+def pair_depth(cuda: bool) -> int:
+    """The depth a side-by-side pair trains by default: 20 layers on a CPU (the pair takes a few
+    minutes on 2 cores; README), 56 on a GPU, where the plain net's degradation is plain to see."""
+    return 56 if cuda else 20
+
+
+def pair_configs(dataset: str, depth: int = 20, epochs: int = 6, seed: int = 0, **budget) -> list:
+    """The Train page's one click: plain-``depth`` and ResNet-``depth`` on the same data, recipe
+    and seed, trained at the same time (``runs.dispatch`` starts a pair in one slot), so a class
+    watches the residual one pull ahead (He et al. 2016, Fig. 6)."""
+    if depth not in PAIR_DEPTHS:
+        depths = ", ".join(map(str, PAIR_DEPTHS))
+        raise ValueError(f"There are plain and residual twins of depth {depths}, not {depth}.")
+    return twin_configs((f"plain{depth}", f"resnet{depth}"), "pair", dataset, epochs, seed, **budget)
+
+
+def latest_rerun() -> list[dict]:
+    """The newest re-run of the degradation twins on this server (the Theory page's button), one
+    row per model: its state and, once it has finished an epoch, its errors in % at the last one."""
+    from resnet_core import runs
+
+    rows = [r for r in runs.list_runs() if r.get("kind") == "degradation"]
+    if not rows:
+        return []
+    group = rows[0]["group"]  # newest first
+    out = []
+    for row in sorted((r for r in rows if r["group"] == group), key=lambda r: r["model"]):
+        epochs = runs.read_metrics(Path(row["path"]), ("epoch",))
+        last = epochs[-1] if epochs else {}
+        out.append(
+            {
+                "model": row["model"],
+                "state": row["state"],
+                "epoch": last.get("epoch"),
+                "train_error": round(100 * (1 - last["train_acc"]), 2) if last else None,
+                "test_error": round(100 * (1 - last["test_acc"]), 2) if last else None,
+                "run": row["run"],
+            }
+        )
+    return out
 
 
 def degradation(
@@ -341,6 +392,18 @@ def block_deletion(checkpoint, limit: int = 1000) -> dict:
 def deletions(limit: int = 1000) -> dict:
     """:func:`block_deletion` on both shipped 20-layer twins (the page's ensemble plot)."""
     return {name: block_deletion(shipped_twin(name), limit) for name in ("plain20", "resnet20")}
+
+
+def csv_made(notes: list[str]) -> dict:
+    """The comment lines of :func:`write_degradation_csv` as a ``made`` record (see :func:`_made`),
+    so a page can say how a shipped result was made in its own language."""
+    fields = dict(line.split(": ", 1) for line in notes if ": " in line)
+    return {
+        "command": fields.get("command", "?"),
+        "hardware": fields.get("hardware", "?"),
+        "versions": fields.get("versions", "?"),
+        "seconds": float(fields.get("total seconds", "nan")),
+    }
 
 
 def _made(command: str, seconds: float) -> dict:

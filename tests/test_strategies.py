@@ -66,7 +66,13 @@ def test_a_comparison_counts_once_against_a_students_queue(trained_run, lab, mon
     group = strategies.launch(trained_run / "best.pt", "fashion-sample", 10, actor=alice)
     assert [r["strategy"] for r in strategies.table(group)] == ["head", "last-stage", "all", "scratch"]
     assert strategies.groups() == [group]
-    assert strategies.label(group).startswith(f"fashion-sample, K = 10, {trained_run.name} (")
+    found = strategies.label(group)
+    assert (found["dataset"], found["k"], found["backbone"], found["shipped"]) == (
+        "fashion-sample",
+        10,
+        trained_run.name,
+        False,
+    )
     runs.launch(TrainConfig(), actor=alice)  # the comparison is one job of her two
     with pytest.raises(ClassroomError, match=r"already have 2 run\(s\)"):
         strategies.launch(trained_run / "best.pt", "fashion-sample", 10, actor=alice)

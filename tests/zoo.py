@@ -65,7 +65,7 @@ def build() -> dict[str, Path]:
     zoo["torn-best"] = _clone(trained, tiny, "finished", OTHER, files=("metrics.jsonl",))
     (zoo["torn-best"] / "best.pt").write_bytes(b"PK\x03\x04 half a zip")  # cut short by a full disk
     zoo["folder"] = _clone(trained, tiny, "finished", OTHER)
-    _edit_config(zoo["folder"], dataset="my-photos-since-deleted")
+    _edit_config(zoo["folder"], dataset="我的照片")  # a folder since deleted, named in Chinese
     # The Theory page's re-run: four runs of one group of kind "degradation".
     for config, state in zip(theory.degradation_configs(epochs=1), ("finished", "running", "queued", "failed")):
         zoo[f"theory-{config.model}"] = _clone(trained, config, state, OTHER, **alive)

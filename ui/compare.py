@@ -87,6 +87,20 @@ def results(group: str, was_active: bool) -> None:
         st.plotly_chart(fig, key=f"compare-{group}")
 
 
+def group_label(group: str) -> str:
+    found = strategies.label(group)
+    if found is None:
+        return group
+    backbone = t("compare.shipped_backbone") if found["shipped"] else found["backbone"]
+    return t(
+        "compare.group_label",
+        dataset=dataset_label(found["dataset"]),
+        k=found["k"],
+        backbone=backbone,
+        when=found["when"],
+    )
+
+
 def tab() -> None:
     st.write(t("compare.intro"))
     launch_form()
@@ -95,7 +109,7 @@ def tab() -> None:
         return
     mine = st.session_state.get("compare_group")
     group = st.selectbox(
-        t("compare.group"), groups, index=groups.index(mine) if mine in groups else 0, format_func=strategies.label
+        t("compare.group"), groups, index=groups.index(mine) if mine in groups else 0, format_func=group_label
     )
     active = strategies.active(strategies.table(group))
     st.fragment(run_every=POLL_S if active else None)(results)(group, active)

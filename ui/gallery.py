@@ -12,7 +12,7 @@ import streamlit as st
 
 from resnet_core import predict
 from ui.common import chart_text, enlarge, load_predictor, plain
-from ui.i18n import t
+from ui.i18n import class_name, t
 
 ALL = -1  # the cell selectbox's "all cells"; a cell is actual * classes + predicted
 
@@ -38,7 +38,7 @@ def images(g: dict, idx: np.ndarray, caption, key: str, cols: int = 8) -> None:
 def confusion_chart(g: dict, cell: tuple[int, int] | None, on_select) -> None:
     """A heatmap (colour: share of the actual class, text: count) under invisible squares, one per
     non-empty cell: in Streamlit 1.67 a click on a heatmap selects nothing, a click on a marker does."""
-    conf, classes = g["confusion"], [chart_text(c) for c in g["classes"]]
+    conf, classes = g["confusion"], [chart_text(class_name(c)) for c in g["classes"]]
     k = len(classes)
     share = conf / np.maximum(conf.sum(1, keepdims=True), 1)
     fig = go.Figure(

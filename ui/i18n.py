@@ -30,3 +30,19 @@ def language() -> str:
 def t(key: str, **values) -> str:
     text = catalogue(language()).get(key) or catalogue("en")[key]
     return text.format(**values) if values else text
+
+
+def t_or(key: str, default: str) -> str:
+    """``t(key)`` where the catalogues have it, else ``default`` as it is (a user's own text)."""
+    return catalogue(language()).get(key) or catalogue("en").get(key) or default
+
+
+def class_name(name: str) -> str:
+    """A class's name in the visitor's language: the bundled datasets' classes are in the
+    catalogues (``class.<name>``); a user's folder names are shown as typed."""
+    return t_or(f"class.{name}", name)
+
+
+def option(value: str) -> str:
+    """A TrainConfig choice (optimizer, schedule, augmentation, device) as the page shows it."""
+    return t_or(f"option.{value}", value)

@@ -1,0 +1,86 @@
+"""Plain and residual side by side: one click makes a pair of twins (same data, recipe, seed),
+the two trainers share one training slot and the CPU's cores, and the Train page overlays them."""
+
+from __future__ import annotations
+
+import pytest
+
+from resnet_core import runs, theory
+from tests.conftest import tiny_config
+from tests.test_pages_every_run import render, widget
+from ui.i18n import catalogue
+
+
+@pytest.fixture
+def spawned(lab, monkeypatch):
+    """runs.spawn recorded instead of run: (run folder name, pair) per start."""
+    calls = []
+
+    def spawn(run_dir, resume=False, nproc=1, pair=False):
+        calls.append((run_dir.name, pair))
+        runs.update_status(run_dir, state="starting", pid=None)
+        return 0
+
+    monkeypatch.setattr(runs, "spawn", spawn)
+    monkeypatch.setenv("RESNET_LAB_MAX_RUNS", "1")
+    return calls
+
+
+def test_the_twins_differ_only_in_their_shortcuts():
+    plain, residual = theory.pair_configs("fashion-sample", 56, epochs=3)
+    assert (plain.model, residual.model) == ("plain56", "resnet56")
+    a, b = plain.to_dict(), residual.to_dict()
+    assert {k for k in a if a[k] != b[k]} == {"model"}  # data, recipe, seed and group alike
+    assert a["extra"]["kind"] == runs.PAIR and a["seed"] == 0
+    with pytest.raises(ValueError, match="20, 32, 44, 56, 110"):
+        theory.pair_configs("fashion-sample", 18)
+
+
+def test_a_pair_starts_together_in_one_slot_and_a_later_run_waits(spawned):
+    made = runs.launch_group(theory.pair_configs("mnist-sample", 20, epochs=1))
+    assert spawned == [(made[0].name, True), (made[1].name, True)]  # both at once, one slot
+    assert runs.slots_taken(runs.list_runs()) == 1
+    later = runs.launch(tiny_config())
+    assert runs.read_status(later)["state"] == "queued" and len(spawned) == 2
+
+
+def test_a_queued_pair_starts_whole_when_the_slot_frees(spawned):
+    first = runs.launch(tiny_config())
+    made = runs.launch_group(theory.pair_configs("mnist-sample", 20, epochs=1))
+    assert [name for name, _ in spawned] == [first.name]
+    runs.update_status(first, state="finished")
+    runs.dispatch()
+    assert [name for name, _ in spawned] == [first.name, made[0].name, made[1].name]
+
+
+def test_each_trainer_of_a_pair_takes_half_the_cores(lab, monkeypatch):
+    envs = []
+
+    class Proc:
+        pid = 4242
+
+    def popen(cmd, env, **kwargs):
+        envs.append(env)
+        return Proc()
+
+    monkeypatch.setattr(runs.subprocess, "Popen", popen)
+    monkeypatch.setattr(runs, "server_gpus", lambda: [])
+    plain, residual = theory.pair_configs("mnist-sample", 20, epochs=1)
+    runs.spawn(runs.create(plain), pair=True)
+    runs.spawn(runs.create(tiny_config()))
+    assert envs[0]["OMP_NUM_THREADS"] == str(max(1, runs.os.cpu_count() // 2))
+    assert envs[1].get("OMP_NUM_THREADS") == runs.os.environ.get("OMP_NUM_THREADS")
+
+
+def test_one_click_on_the_train_page_trains_the_pair_and_overlays_it(spawned):
+    at = render("train", "en")
+    en = catalogue("en")
+    widget(at, "button", "pair.start").click().run()  # a form's submit button
+    assert not at.exception, [e.value for e in at.exception]
+    pair = [r for r in runs.list_runs() if r["kind"] == runs.PAIR]
+    assert sorted(r["model"] for r in pair) == ["plain20", "resnet20"]
+    assert {r["dataset"] for r in pair} == {"fashion-sample"}
+    chosen = widget(at, "multiselect", "overlay.runs")
+    assert sorted(chosen.value) == sorted(r["path"] for r in pair)
+    titles = {c.proto.spec for c in at.get("plotly_chart")}
+    assert any(en["overlay.acc"] in spec for spec in titles)
