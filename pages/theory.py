@@ -71,14 +71,15 @@ def flow_figures(depth: int, batch_norm: bool, lang: str) -> tuple[go.Figure, go
     acts = lines(
         {names[k]: v["act_std"] for k, v in f.items()}, t("theory.block"), t("theory.act_std"), 320, yaxis_type="log"
     )
-    return grads, acts, say(findings.flow(f, depth))
+    return grads, acts, say(findings.flow(f, depth, batch_norm))
 
 
 @figures
 def shattered_figure(depth: int, batch_norm: bool, lang: str) -> tuple[go.Figure, str]:
     s = in_background(theory.shattered_pair, depth, batch_norm)
     traces = {f"{t(f'theory.{k}')} (r = {s[k]['correlation']:.2f})": s[k]["trace"] for k in s}
-    return lines(traces, t("theory.along_line"), t("theory.input_grad"), 300), say(findings.shattered(s))
+    deepest = depth == max(theory.PAIR_DEPTHS)
+    return lines(traces, t("theory.along_line"), t("theory.input_grad"), 300), say(findings.shattered(s, deepest))
 
 
 def say(found: list[tuple[str, dict]]) -> str:
@@ -136,21 +137,24 @@ def made_line(made: dict) -> str:
 
 
 def rerun_results() -> None:
-    """The newest re-run's errors beside the shipped run's at the same epoch (refreshed while it trains)."""
-    rows = theory.latest_rerun()
+    """This browser's newest re-run, beside the shipped run (refreshed while it trains)."""
+    owner = actor().owner
+    rows = theory.latest_rerun(owner)
     if not rows:
         return
     active = any(r["state"] in runs.ACTIVE for r in rows)
-    st.fragment(run_every=3.0 if active else None)(rerun_table)(active)
+    st.fragment(run_every=3.0 if active else None)(rerun_table)(owner, active)
 
 
-def rerun_table(was_active: bool) -> None:
-    rows = theory.latest_rerun()
+def rerun_table(owner: str, was_active: bool) -> None:
+    rows = theory.latest_rerun(owner)
     if was_active and not any(r["state"] in runs.ACTIVE for r in rows):
         st.rerun()
+    # The shipped run's last epoch: its own schedule ran to the end, as the re-run's (one epoch) did.
     _, shipped = theory.read_degradation_csv(theory.DATA / "degradation.csv")
-    at = {(r["model"], r["epoch"]): r for r in shipped}
-    cols = {k: t(f"theory.rerun.col.{k}") for k in ("model", "state", "epoch", "train", "test", "shipped")}
+    last = {r["model"]: r for r in shipped}
+    cols = {k: t(f"theory.rerun.col.{k}") for k in ("model", "state", "epoch", "train", "test")}
+    shipped_col = t("theory.rerun.col.shipped", epochs=max(r["epoch"] for r in shipped))
     table = pd.DataFrame(
         {
             cols["model"]: [r["model"] for r in rows],
@@ -158,7 +162,7 @@ def rerun_table(was_active: bool) -> None:
             cols["epoch"]: [r["epoch"] for r in rows],
             cols["train"]: [r["train_error"] for r in rows],
             cols["test"]: [r["test_error"] for r in rows],
-            cols["shipped"]: [at.get((r["model"], r["epoch"]), {}).get("test_error") for r in rows],
+            shipped_col: [last.get(r["model"], {}).get("test_error") for r in rows],
         }
     )
     st.markdown(t("theory.rerun.title"))

@@ -104,8 +104,11 @@ def act(action, run_dir: Path) -> None:
     its Resume button until a reload (issue 17)."""
     try:
         action(run_dir, actor=actor())
-    except classroom.ClassroomError:
+    except classroom.NotYours:
         st.error(t("train.not_yours"))
+        return
+    except classroom.ClassroomError as err:  # a limit of the class: its sentence names it
+        st.error(plain(err))
         return
     except RuntimeError as err:
         st.error(plain(err))
@@ -187,7 +190,7 @@ live()
 charts()
 
 st.subheader(t("overlay.title"))
-side_by_side.overlay(monitor().runs())
+side_by_side.overlay(monitor().runs(), str(run_dir) if run_dir else None)
 
 # ---- past runs, from disk
 st.subheader(t("train.runs"))

@@ -259,7 +259,7 @@ def _backbone(args, echo) -> Path:
         return Path(args.backbone)
     done = [r for r in runs.list_runs() if r["dataset"] == args.source and r["state"] == "finished" and r["has_best"]]
     if done:
-        return Path(done[strategies.default_backbone(done, args.source)]["path"]) / "best.pt"
+        return Path(done[strategies.default_backbone(done, owner=None, source=args.source)]["path"]) / "best.pt"
     print(f"no finished {args.source} run: training a ResNet-20 on it first", flush=True)
     run_dir = runs.create(strategies.backbone_config(args.source), here=True)
     runs.train_run(run_dir, echo=echo)

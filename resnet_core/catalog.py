@@ -5,14 +5,18 @@ half-trained experiment: a page that defaulted to it opened a 42 % model for eve
 student's failed run (issue 17). Each browser therefore opens, in this order:
 
 1. its own newest finished run (a single training: a comparison's or the Theory page's runs are
-   experiments, kept out of the default);
+   experiments, kept out of the default). Also without classroom mode: a class may meet on a
+   server without a teacher token, and a browser is all that tells one student from another; a
+   practitioner's other browser opens what they trained from the command line (3.), and any run
+   is one choice away in the list;
 2. the checkpoint the teacher pinned for the class (``pin``);
 3. the newest finished run started from the server's shell (the command line: the teacher's or,
    on a single-user server, the practitioner's own);
 4. the shipped preset (``resnet_core/shipped/``), so a fresh server answers photos at once.
 
-The shipped checkpoints were trained by ``scripts/build_photo_fixtures.py`` with each bundled
-sample's default preset; their rows look like runs' rows (``kind`` is "shipped").
+The shipped checkpoints were trained by ``scripts/build_photo_fixtures.py``: each bundled
+sample's default preset, and a ResNet-20 on digits (5 epochs) for what needs a network with
+stages; their rows look like runs' rows (``kind`` is "shipped").
 """
 
 from __future__ import annotations

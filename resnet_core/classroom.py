@@ -44,6 +44,10 @@ class ClassroomError(PermissionError):
     """An action a classroom's rules refuse; the message says why and what is allowed."""
 
 
+class NotYours(ClassroomError):
+    """A run that belongs to another student (as opposed to a limit reached)."""
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who asks: a browser session (``owner`` is a hash of its token) or the teacher.
@@ -95,7 +99,7 @@ def may_act(actor: Actor | None, owner: str | None) -> bool:
 
 def check_may_act(actor: Actor | None, owner: str | None, run_name: str) -> None:
     if not may_act(actor, owner):
-        raise ClassroomError(f"{run_name} belongs to another student; only they or the teacher can change it.")
+        raise NotYours(f"{run_name} belongs to another student; only they or the teacher can change it.")
 
 
 def run_cost(config) -> float:

@@ -266,7 +266,10 @@ def train_one_epoch(
     if config.max_train_batches:
         index_lists = index_lists[: config.max_train_batches]
     steps, (rank, size) = len(index_lists), world()
-    partial = partial or {"loss": 0.0, "correct": 0, "seen": 0}
+    # A last.pt saved before ``ce`` existed, mid-epoch and with smoothing: this epoch's plain
+    # cross-entropy cannot be known, and the epoch's row goes without it (the charts say so).
+    ce_known = not partial or "ce" in partial or not config.label_smoothing
+    partial = partial or {"loss": 0.0, "ce": 0.0, "correct": 0, "seen": 0}
     loss_sum = torch.tensor(float(partial["loss"]), device=device)  # float32: MPS has no float64
     # The training objective includes label smoothing, which puts a floor under it (about 0.5 at
     # 0.1 over 10 classes); the test loss is plain cross-entropy. ``ce_sum`` is the plain one on
@@ -332,9 +335,9 @@ def train_one_epoch(
         # Under torchrun the ranks agree on stopping with a collective: every STOP_CHECK_EVERY
         # steps, at the same step on every rank, so it costs no per-batch sync either.
         if (size == 1 or last or (step + 1) % STOP_CHECK_EVERY == 0) and _agree_to_stop(should_stop):
-            sums = {"loss": float(loss_sum), "ce": float(ce_sum), "correct": int(correct), "seen": seen}
-            return {**sums, "stopped": True, "next_step": step + 1, "steps": steps}
-    sums = {"loss": float(loss_sum), "ce": float(ce_sum), "correct": int(correct), "seen": seen}
+            sums = {"loss": float(loss_sum), "ce": float(ce_sum) if ce_known else None, "correct": int(correct)}
+            return {**sums, "seen": seen, "stopped": True, "next_step": step + 1, "steps": steps}
+    sums = {"loss": float(loss_sum), "ce": float(ce_sum) if ce_known else None, "correct": int(correct), "seen": seen}
     return {**sums, "stopped": False, "next_step": steps, "steps": steps}
 
 
@@ -555,7 +558,8 @@ def fit(
         )
         start_step, partial = 0, None
         if out["stopped"] and out["next_step"] < out["steps"]:
-            save("last.pt", epoch, out["next_step"], {k: out[k] for k in ("loss", "ce", "correct", "seen")})
+            kept = ("loss", "ce", "correct", "seen") if out["ce"] is not None else ("loss", "correct", "seen")
+            save("last.pt", epoch, out["next_step"], {k: out[k] for k in kept})
             stopped = True
             break
         if size > 1:  # batch-norm statistics are per rank after the last step: all score rank 0's, which is saved
@@ -565,7 +569,7 @@ def fit(
         row = {
             "epoch": epoch + 1,
             "train_loss": out["loss"] / max(out["seen"], 1),  # the objective, label smoothing included
-            "train_ce": out["ce"] / max(out["seen"], 1),  # comparable with test_loss
+            **({"train_ce": out["ce"] / max(out["seen"], 1)} if out["ce"] is not None else {}),  # ~ test_loss
             "train_acc": out["correct"] / max(out["seen"], 1),
             "test_loss": result["loss"],
             "test_acc": result["acc"],

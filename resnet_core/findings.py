@@ -17,17 +17,19 @@ EXPLODES = 1e4  # a gradient norm, or an activations' growth from first block to
 NOISE_R = 0.3  # neighbouring input gradients correlated below this look like white noise
 
 
-def flow(f: dict, depth: int) -> list[Finding]:
+def flow(f: dict, depth: int, batch_norm: bool) -> list[Finding]:
     """Gradient norms per layer (input first) and activation std per block, for both nets."""
     spread = {k: max(f[k]["grad_norm"]) / max(min(f[k]["grad_norm"]), 1e-30) for k in NETS}
     out: list[Finding] = [("theory.find.spread", {"depth": depth, "plain": spread["plain"], "res": spread["residual"]})]
+    exploding = [k for k in NETS if max(f[k]["grad_norm"]) > EXPLODES or _growth(f[k]) > EXPLODES]
     even, uneven = sorted(NETS, key=spread.get)
-    out.append(("theory.find.even", {"net": even, "net_other": uneven, "factor": spread[uneven] / spread[even]}))
+    if not exploding:  # "more even" says nothing good of a net whose gradients have exploded
+        out.append(("theory.find.even", {"net": even, "net_other": uneven, "factor": spread[uneven] / spread[even]}))
     for net in NETS:
-        grads, stds = f[net]["grad_norm"], f[net]["act_std"]
-        growth = stds[-1] / max(stds[0], 1e-30)
-        if max(grads) > EXPLODES or growth > EXPLODES:
-            out.append((f"theory.find.explodes.{net}", {"net": net, "grad": max(grads), "growth": growth}))
+        grads = f[net]["grad_norm"]
+        if net in exploding:
+            why = "bn" if batch_norm else net  # the explanation differs: no normalisation, or despite it
+            out.append((f"theory.find.explodes.{why}", {"net": net, "grad": max(grads), "growth": _growth(f[net])}))
             continue
         towards_input = grads[0] / max(grads[-1], 1e-30)
         key = "theory.find.larger_at_input" if towards_input >= 1 else "theory.find.smaller_at_input"
@@ -35,14 +37,20 @@ def flow(f: dict, depth: int) -> list[Finding]:
     return out
 
 
-def shattered(s: dict) -> list[Finding]:
-    """Correlation r of the input gradients of neighbouring points, for both nets."""
+def _growth(net: dict) -> float:
+    """How much the activations' std grows from the first block to the last."""
+    return net["act_std"][-1] / max(net["act_std"][0], 1e-30)
+
+
+def shattered(s: dict, deepest: bool = False) -> list[Finding]:
+    """Correlation r of the input gradients of neighbouring points, for both nets (``deepest``:
+    the page's largest depth, where "try more layers" would be no advice)."""
     rp, rr = s["plain"]["correlation"], s["residual"]["correlation"]
     out: list[Finding] = [("theory.find.r", {"rp": rp, "rr": rr})]
     if rp < NOISE_R:
         out.append(("theory.find.r_noise", {"net": "plain", "r": rp}))
     elif rp < rr:
-        out.append(("theory.find.r_lower", {"rp": rp, "rr": rr}))
+        out.append(("theory.find.r_lower_deepest" if deepest else "theory.find.r_lower", {"rp": rp, "rr": rr}))
     else:
         out.append(("theory.find.r_not_here", {"rp": rp, "rr": rr}))
     if rr < NOISE_R:

@@ -210,18 +210,22 @@ def dispatch() -> list[Path]:
         rows = list_runs()
         free = max_concurrent() - slots_taken(rows)
         pairs = {r["group"] for r in rows if r.get("kind") == PAIR and r["state"] in STARTED}
+        waiting = False  # the queue's head waits for a slot or GPUs: nothing overtakes it...
         for row in reversed(rows):  # list_runs is newest first
             if row["state"] != "queued":
                 continue
-            joins = row.get("kind") == PAIR and row["group"] in pairs  # its twin holds the slot
-            if free <= 0 and not joins:
-                break
+            joins = row.get("kind") == PAIR and row["group"] in pairs  # ...but a twin joins its pair's slot
+            if not joins and (waiting or free <= 0):
+                waiting = True
+                continue  # not break: a twin queued behind another student's pair still joins its own
             status = _raw_status(row["path"])
             nproc = status.get("nproc", 1)
             if not joins and _waits_for_gpus(nproc):
-                break  # first in, first out: a later, smaller run does not overtake it
+                waiting = True
+                continue
+            halves = row.get("kind") == PAIR and _twin_active(row, rows)  # alone (its twin ended): every core
             try:
-                spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=nproc, pair=row.get("kind") == PAIR)
+                spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=nproc, pair=halves)
             except OSError:
                 continue  # spawn marked it failed: its slot goes to the next run
             started.append(Path(row["path"]))
@@ -230,6 +234,11 @@ def dispatch() -> list[Path]:
             if not joins:
                 free -= 1
     return started
+
+
+def _twin_active(row: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+    """Whether another run of ``row``'s pair is queued or training (its twin starts with it)."""
+    return any(r["group"] == row["group"] and r["path"] != row["path"] and r["state"] in ACTIVE for r in rows)
 
 
 def slots_taken(rows: list[dict[str, Any]]) -> int:
@@ -378,7 +387,9 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1, pair: bool = Fals
     if gpus:  # each rank takes cuda:LOCAL_RANK of what it sees (engine.resolve_device)
         env.update(CUDA_VISIBLE_DEVICES=",".join(gpus), RESNET_LAB_GPUS=",".join(server_gpus()))
     elif pair:  # torch sizes its thread pool from OMP_NUM_THREADS: two pools of all cores would fight
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // 2))
+        from resnet_core.folders import usable_cpus  # the cores this process may use (taskset, cgroups)
+
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cpus() // 2))
     # The child starts with SIGTERM/SIGINT blocked (a signal mask survives exec) and unblocks
     # them once its handler is in (``stopping.install``): a stop that arrives while the
     # interpreter starts waits for the handler instead of killing the run. Not for torchrun's
@@ -462,7 +473,11 @@ def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
             raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
         if status["state"] in ACTIVE:
             raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
-        classroom.check_queue(actor, *_active_runs(actor.owner if actor else None))  # queued as a launch is
+        group = (_config(run_dir).get("extra") or {}).get("group")
+        rows = list_runs()
+        if not (group and any(r.get("group") == group and r["state"] in ACTIVE for r in rows)):
+            # Queued as a launch is; a twin whose pair still trains is part of a job already counted.
+            classroom.check_queue(actor, *_active_runs(actor.owner if actor else None, rows))
         if status["state"] not in RESUMABLE:  # finished: a second click from another browser lands here
             raise RuntimeError(
                 f"{run_dir.name} has finished all its epochs; start a new run, or fine-tune it on Transfer."
@@ -692,7 +707,7 @@ def _config(run_dir: Path) -> dict[str, Any]:
 # every time. A status.json younger than SETTLED_NS could have been replaced within one tick of the
 # file system's clock by one of the same size: its bytes are compared (no parsing) before the row
 # is reused.
-_ROWS: dict[str, tuple[tuple, bytes, dict[str, Any]]] = {}
+_ROWS: dict[str, tuple[tuple, bytes, dict[str, Any] | None]] = {}  # None: a folder that is not a run
 
 
 def _stats(run_dir: str) -> tuple | None:
@@ -735,19 +750,20 @@ def list_runs() -> list[dict[str, Any]]:
         if key is None:
             continue  # no config.json: a run being created or deleted
         cached = _ROWS.get(path)
-        if cached and cached[0] == key and cached[2]["state"] not in STARTED:
+        if cached and cached[0] == key and cached[2] is not None and cached[2]["state"] not in STARTED:
             settled = key[0] is None or time.time_ns() - key[0][1] > SETTLED_NS
             if settled or _status_bytes(path) == cached[1]:
                 rows.append(dict(cached[2]))  # a copy: a caller may change its rows
                 continue
+        if cached and cached[0] == key and cached[2] is None:
+            continue  # not a run, and unchanged since it was found out (warned once)
         raw = _status_bytes(path)
         row = _row(Path(path))
-        if row is None:
-            continue
         if len(_ROWS) > 4096:
             _ROWS.clear()
         _ROWS[path] = (key, raw, row)
-        rows.append(dict(row))
+        if row is not None:
+            rows.append(dict(row))
     return rows
 
 
@@ -828,6 +844,7 @@ class RunRecorder:
                 precision=event.get("precision", "fp32"),
                 epochs=event["epochs"],
                 steps=event["steps"],
+                eta_s=None,  # a resumed run's old estimate is not this trainer's
             )
         elif kind == "batch" and self.anchor is None:
             # The rate is measured from the first batch on: counting the start-up (imports, data,

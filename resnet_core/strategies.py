@@ -92,8 +92,9 @@ def backbone_config(source: str = SOURCE) -> TrainConfig:
 def default_backbone(rows: list[dict], owner: str | None = None, source: str = SOURCE) -> int:
     """Index in ``rows`` (``catalog.checkpoints``) of the backbone to offer first: among those on
     ``source`` whose model has stages (all four strategies run), the one ``catalog.default``
-    picks for ``owner`` (their own, the teacher's pin, the shipped ResNet-20); never another
-    student's run. Without such a checkpoint, ``catalog.default`` over all of them."""
+    picks for ``owner`` (their own, the teacher's pin, the newest from the command line, the
+    shipped ResNet-20); never another student's run. Without such a checkpoint,
+    ``catalog.default`` over all of them."""
     staged = [i for i, r in enumerate(rows) if r.get("dataset") == source and r.get("model") in staged_models()]
     if not staged:
         return catalog.default(rows, owner, catalog.pinned())

@@ -249,12 +249,12 @@ def pair_configs(dataset: str, depth: int = 20, epochs: int = 6, seed: int = 0, 
     return twin_configs((f"plain{depth}", f"resnet{depth}"), "pair", dataset, epochs, seed, **budget)
 
 
-def latest_rerun() -> list[dict]:
-    """The newest re-run of the degradation twins on this server (the Theory page's button), one
+def latest_rerun(owner: str | None) -> list[dict]:
+    """The newest re-run of the degradation twins by ``owner`` (a browser; None: anyone's), one
     row per model: its state and, once it has finished an epoch, its errors in % at the last one."""
     from resnet_core import runs
 
-    rows = [r for r in runs.list_runs() if r.get("kind") == "degradation"]
+    rows = [r for r in runs.list_runs() if r.get("kind") == "degradation" and owner in (None, r.get("owner"))]
     if not rows:
         return []
     group = rows[0]["group"]  # newest first

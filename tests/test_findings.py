@@ -15,7 +15,7 @@ def keys(found) -> list[str]:
 
 def test_a_deep_residual_net_without_batch_norm_is_said_to_explode_and_why():
     f = theory.gradient_flow(110, batch_norm=False)
-    found = dict(findings.flow(f, 110))
+    found = dict(findings.flow(f, 110, batch_norm=False))
     assert max(f["residual"]["grad_norm"]) > 1e6  # about 1e8 measured: far past any rounding
     assert "theory.find.explodes.residual" in found
     assert found["theory.find.explodes.residual"]["grad"] == max(f["residual"]["grad_norm"])
@@ -23,7 +23,7 @@ def test_a_deep_residual_net_without_batch_norm_is_said_to_explode_and_why():
 
 def test_with_batch_norm_the_residual_net_is_said_to_be_the_more_even():
     f = theory.gradient_flow(56, batch_norm=True)
-    found = dict(findings.flow(f, 56))
+    found = dict(findings.flow(f, 56, batch_norm=True))
     spread = {k: max(v["grad_norm"]) / min(v["grad_norm"]) for k, v in f.items()}
     assert spread["plain"] > 10 * spread["residual"]  # the figure's own numbers
     assert found["theory.find.even"]["net"] == "residual"
@@ -38,10 +38,10 @@ def flow_of(plain_grads, res_grads, plain_std=(1, 1), res_std=(1, 1)) -> dict:
 
 
 def test_the_more_even_net_is_whichever_the_numbers_say():
-    found = dict(findings.flow(flow_of([1, 2], [1, 100]), 20))
+    found = dict(findings.flow(flow_of([1, 2], [1, 100]), 20, True))
     assert found["theory.find.even"] == {"net": "plain", "net_other": "residual", "factor": 50}
     assert ("theory.find.smaller_at_input", {"net": "residual", "ratio": 100}) in findings.flow(
-        flow_of([1, 2], [1, 100]), 20
+        flow_of([1, 2], [1, 100]), 20, True
     )
 
 
@@ -81,7 +81,20 @@ def test_the_shipped_deletion_figure_and_its_sentence_agree():
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_finding_has_a_sentence_with_its_arguments(lang):
     text = catalogue(lang)
-    found = findings.flow(flow_of([1, 1e9], [1, 2], (1, 1e6)), 110)
+    found = findings.flow(flow_of([1, 1e9], [1, 2], (1, 1e6)), 110, False)
+    found += findings.flow(flow_of([1, 1e9], [1, 2]), 110, True)
     found += findings.shattered({"plain": {"correlation": 0.1}, "residual": {"correlation": 0.5}})
     for key, args in found:
         text[key].format(**{k: text[f"theory.{v}"] if k.startswith("net") else v for k, v in args.items()})
+
+
+def test_an_explosion_is_explained_by_the_setting_and_no_net_is_praised_for_evenness():
+    exploded = flow_of([1, 1e9], [1, 2])
+    assert "theory.find.explodes.bn" in keys(findings.flow(exploded, 110, batch_norm=True))
+    assert "theory.find.explodes.plain" in keys(findings.flow(exploded, 110, batch_norm=False))
+    assert "theory.find.even" not in keys(findings.flow(exploded, 110, batch_norm=False))
+
+
+def test_no_advice_to_try_more_layers_at_the_deepest_setting():
+    s = {"plain": {"correlation": 0.88}, "residual": {"correlation": 0.95}}
+    assert keys(findings.shattered(s, deepest=True))[-1] == "theory.find.r_lower_deepest"

@@ -84,3 +84,38 @@ def test_one_click_on_the_train_page_trains_the_pair_and_overlays_it(spawned):
     assert sorted(chosen.value) == sorted(r["path"] for r in pair)
     titles = {c.proto.spec for c in at.get("plotly_chart")}
     assert any(en["overlay.acc"] in spec for spec in titles)
+
+
+def test_two_pairs_queued_in_the_same_second_each_start_whole(spawned, monkeypatch):
+    # Names made in one second sort by name, not by creation: A's and B's twins interleave in the
+    # queue (plain20, plain20-2, resnet20, resnet20-2); each pair must still start whole.
+    import datetime
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 2, 9, 0, 0)
+
+    monkeypatch.setattr(runs, "datetime", Frozen)
+    busy = runs.launch(tiny_config())
+    a = runs.launch_group(theory.pair_configs("mnist-sample", 20, epochs=1))
+    b = runs.launch_group(theory.pair_configs("mnist-sample", 20, epochs=1))
+    runs.update_status(busy, state="finished")
+    runs.dispatch()
+    started = {name for name, _ in spawned[1:]}
+    assert started in ({d.name for d in a}, {d.name for d in b}), (started, a, b)
+    assert all(pair for _, pair in spawned[1:])  # each twin on half the cores
+
+
+def test_a_stopped_twin_resumes_within_its_pairs_job(lab, monkeypatch, spawned):
+    from resnet_core.classroom import Actor
+
+    monkeypatch.setenv("RESNET_LAB_TEACHER_TOKEN", "s3cret")
+    monkeypatch.setenv("RESNET_LAB_MAX_QUEUED_PER_SESSION", "2")
+    me = Actor(owner="me")
+    plain, residual = runs.launch_group(theory.pair_configs("mnist-sample", 20, epochs=1), actor=me)
+    runs.launch(tiny_config(), actor=me)  # my second job: the cap is reached
+    runs.update_status(plain, state="stopped")
+    (plain / "last.pt").write_bytes(b"")
+    runs.resume(plain, actor=me)  # its twin still trains: the same job, not a third one
+    assert runs.read_status(plain)["state"] in ("queued", "starting")

@@ -181,7 +181,8 @@ def checkpoints() -> list[dict]:
 
 def default_checkpoint(rows: list[dict]) -> int:
     """Index of the checkpoint this browser opens first: its own newest finished run, else the
-    teacher's pin, else the shipped preset (resnet_core.catalog); never another student's run."""
+    teacher's pin, else the newest from the command line, else the shipped preset
+    (resnet_core.catalog); never another student's run."""
     return catalog.default(rows, actor().owner, catalog.pinned())
 
 
@@ -230,8 +231,11 @@ def sidebar() -> None:
         ckpts = checkpoints()  # never empty: the shipped checkpoints are always there
         paths = [r["checkpoint"] for r in ckpts]
         labels = dict(zip(paths, [checkpoint_label(r) for r in ckpts]))
-        if st.session_state.get("checkpoint") not in paths:  # none chosen yet, or deleted since
-            st.session_state["checkpoint"] = paths[default_checkpoint(ckpts)]
+        # Until the visitor chooses, the default follows what happens: their own run finishing, the
+        # teacher pinning one. A choice sticks while its file exists.
+        chosen = st.session_state.get("checkpoint")
+        if chosen not in paths or chosen == st.session_state.get("checkpoint_auto"):
+            st.session_state["checkpoint"] = st.session_state["checkpoint_auto"] = paths[default_checkpoint(ckpts)]
         st.selectbox(t("sidebar.checkpoint"), paths, format_func=labels.get, key="checkpoint")
         pin_for_class(st.session_state["checkpoint"])
         teacher_sign_in()

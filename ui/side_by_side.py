@@ -86,11 +86,15 @@ def figures(paths: tuple[str, ...], names: tuple[str, ...], versions: tuple, lan
     return acc, loss, batch
 
 
-def overlay(rows: list[dict]) -> None:
-    """Choose runs; their curves on one chart, refreshed while any of them is queued or training."""
+def overlay(rows: list[dict], watched: str | None = None) -> None:
+    """Choose runs; their curves on one chart, refreshed while any of them is queued or training.
+    Until this browser chooses, the watched run and the runs of its group (a pair's twin)."""
     by_path = {r["path"]: r for r in rows}
     if KEY in st.session_state:  # a deleted run leaves the selection
         st.session_state[KEY] = [p for p in st.session_state[KEY] if p in by_path]
+    elif watched in by_path:
+        group = by_path[watched].get("group")
+        st.session_state[KEY] = [p for p, r in by_path.items() if group and r.get("group") == group] or [watched]
     chosen = st.multiselect(
         t("overlay.runs"),
         list(by_path),
@@ -107,7 +111,7 @@ def overlay(rows: list[dict]) -> None:
 
 def draw(paths: tuple[str, ...], names: tuple[str, ...], was_active: bool) -> None:
     if not all(Path(p).is_dir() for p in paths):
-        return  # deleted from another browser: the next page run drops it
+        st.rerun()  # deleted from another browser: the page runs again without it
     views = [monitor().progress(p) for p in paths]
     if was_active and not any(v["status"]["state"] in runs.ACTIVE for v in views):
         st.rerun()  # all ended: the page runs again and stops polling
