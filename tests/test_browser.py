@@ -207,6 +207,10 @@ def test_training_from_the_page_survives_a_reload_and_lands_in_the_runs_table(se
     assert status["state"] == "finished" and f"{status['best_acc']:.2%}" == value
     # The runs table is a canvas grid; its accessible cells carry the same text.
     page.reload()
+    # The table is below the pair, the form, the live panel and the overlay: the grid draws its
+    # cells once it is on screen.
+    page.get_by_role("heading", name="Past runs").scroll_into_view_if_needed(timeout=60_000)
+    page.locator("[data-testid=stDataFrame]").last.scroll_into_view_if_needed()
     page.locator("[data-testid=stDataFrame] td").filter(has_text=run_dir.name).wait_for(state="attached")
     cells = page.locator("[data-testid=stDataFrame] td").all_text_contents()
     row = cells.index(run_dir.name)
@@ -340,10 +344,12 @@ def test_plain_and_residual_train_side_by_side_from_one_click(server, page):
         epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert [e["test_acc"] > 0.3 for e in epochs if e["type"] == "epoch"] == [True]  # 3x chance
     # The overlay: one legend entry per twin, on the accuracy chart the page drew when they ended.
+    page.get_by_role("heading", name="Runs on one chart").scroll_into_view_if_needed(timeout=60_000)
     legend = page.locator("[data-testid=stPlotlyChart] .legendtext")
     legend.filter(has_text="plain20 ·").first.wait_for(timeout=60_000)
     legend.filter(has_text="resnet20 ·").first.wait_for(timeout=60_000)
     assert page.locator("[data-testid=stException]").count() == 0
     shots = os.environ.get("RESNET_LAB_SCREENSHOTS")
     if shots:
-        page.screenshot(path=str(Path(shots) / "train-pair.png"), full_page=True)
+        page.set_viewport_size({"width": 1400, "height": 4200})  # Streamlit scrolls inside the page
+        page.screenshot(path=str(Path(shots) / "train-pair.png"))
