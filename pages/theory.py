@@ -185,8 +185,9 @@ st.latex(r"y = \mathcal{F}(x, \{W_i\}) + x")
 st.header(t("theory.blocks"))
 tables = cost_tables(lang)
 left, mid, right = st.columns([1, 1, 2])
-left.graphviz_chart(BASIC)
-mid.graphviz_chart(BOTTLENECK)
+identity = f'label="{t("theory.identity")}"'  # the diagrams' one word, in the visitor's language
+left.graphviz_chart(BASIC.replace('label="identity"', identity))
+mid.graphviz_chart(BOTTLENECK.replace('label="identity"', identity))
 right.dataframe(tables["blocks"], hide_index=True)
 right.caption(t("theory.blocks.note", ratio=tables["ratio"]))
 for tab, name in zip(

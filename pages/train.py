@@ -8,7 +8,7 @@ import streamlit as st
 
 from resnet_core import classroom, data, export, models, precision, runs
 from resnet_core import config as cfg
-from ui import side_by_side
+from ui import replay, side_by_side
 from ui.common import actor, dataset_label, monitor, plain, require_frame
 from ui.curves import curves
 from ui.i18n import language, option, t
@@ -169,7 +169,10 @@ def live() -> None:
         act(runs.resume, run_dir)
 
 
-@st.fragment(run_every=interval and interval * CHARTS_EVERY)
+replaying = run_dir is not None and replay.active(run_dir)
+
+
+@st.fragment(run_every=replay.EVERY_S if replaying else interval and interval * CHARTS_EVERY)
 def charts() -> None:
     if run_dir is None or not run_dir.is_dir():
         return
@@ -177,6 +180,11 @@ def charts() -> None:
     if not p["epochs"] and not p["batch_loss"]:
         return  # nothing to draw yet (a queued run): no figures built for it
     weight = st.slider(t("train.smooth"), 0.0, 0.99, 0.8, key="smooth") if p["batch_loss"] else 0.8
+    if replay.active(run_dir):
+        replay.draw(run_dir, weight)
+        return
+    if p["status"]["state"] in runs.ENDED:  # a class can watch an ended run learn again, slower
+        replay.controls(run_dir)
     loss, acc, batch = curves(str(run_dir), p["version"], language(), weight)
     if p["epochs"]:
         left, right = st.columns(2)

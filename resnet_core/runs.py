@@ -49,6 +49,7 @@ PAIR = "pair"  # the group kind of a plain net and its residual twin trained sid
 STARTED = ("starting", "resuming", "running")  # holding a training slot
 ORPHAN_AFTER_S = 300  # a "starting" run with no pid this long after its last write was never spawned
 RESUMABLE = ("stopped", "failed", "interrupted")  # with a last.pt, these can continue
+ENDED = ("finished", *RESUMABLE)  # a trainer ran and stopped: its events are all there are
 STATES = (*ACTIVE, *RESUMABLE, "finished", "unknown")
 _HELD = threading.local()  # how deep this thread is inside transitions()
 # What torchrun sets in each rank; a run that rank 0 dispatches as it ends must not inherit it,

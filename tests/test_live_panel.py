@@ -73,3 +73,29 @@ def test_a_resumed_run_shows_resumed_at_once(lab, monkeypatch):
     assert states == [en["state.queued"]]  # not "stopped", as a second ago
     labels = {b.label for b in at.button}
     assert en["train.stop"] in labels and en["train.resume"] not in labels
+
+
+def test_a_replay_shows_the_events_up_to_its_moving_time_with_pauses_cut():
+    from ui import replay
+
+    events = [{"type": "start", "time": 100.0}, {"type": "batch", "time": 101.0}, {"type": "start", "time": 5000.0}]
+    assert replay.timeline(events) == [0.0, 1.0, 1.0 + replay.GAP_S]  # stopped, resumed hours later
+
+
+def test_an_ended_run_replays_on_the_page_then_stops(lab, monkeypatch):
+    from ui import replay
+
+    run_dir = runs.create(tiny_config(max_train_batches=12, max_test_images=50, epochs=2))
+    runs.train_run(run_dir)
+    p, length = replay.view(run_dir, 0.0)
+    assert p["epochs"] == [] and length > 0  # at its start a replay has drawn nothing yet
+    assert len(replay.view(run_dir, length)[0]["epochs"]) == 2
+    at = render("train", "en")
+    en = catalogue("en")
+    widget(at, "button", "replay.start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(b.proto.text.startswith("Replay:") for b in at.get("progress"))
+    clock = replay.time.time() + 10 * length / min(replay.SPEEDS)
+    monkeypatch.setattr(replay.time, "time", lambda: clock)  # long after: the replay has shown everything
+    at.run()
+    assert replay.KEY not in at.session_state and en["replay.start"] in {b.label for b in at.button}

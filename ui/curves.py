@@ -25,7 +25,13 @@ def curves(run: str, version: tuple, lang: str, weight: float) -> list[go.Figure
     (issue 17); it is the batch chart's, and its legend says so. Runs from before ``train_ce``
     was logged show their objective, named as such.
     """
-    p, figs = monitor().progress(run), []
+    return build(monitor().progress(run), weight)
+
+
+def build(p: dict, weight: float) -> list[go.Figure]:
+    """Loss, accuracy and batch-loss charts of a progress view (``monitor.progress``'s keys
+    ``epochs``, ``batch_step``, ``batch_loss``, ``config``): a live run's or a replay's."""
+    figs = []
     epochs = p["epochs"]
     x = [e["epoch"] for e in epochs]
     smoothing = p["config"].get("label_smoothing") or 0

@@ -88,13 +88,13 @@ def figures(paths: tuple[str, ...], names: tuple[str, ...], versions: tuple, lan
 
 def overlay(rows: list[dict], watched: str | None = None) -> None:
     """Choose runs; their curves on one chart, refreshed while any of them is queued or training.
-    Until this browser chooses, the watched run and the runs of its group (a pair's twin)."""
+    Until this browser chooses, the runs of the watched run's group (a pair: both twins)."""
     by_path = {r["path"]: r for r in rows}
     if KEY in st.session_state:  # a deleted run leaves the selection
         st.session_state[KEY] = [p for p in st.session_state[KEY] if p in by_path]
-    elif watched in by_path:
-        group = by_path[watched].get("group")
-        st.session_state[KEY] = [p for p, r in by_path.items() if group and r.get("group") == group] or [watched]
+    elif watched in by_path and by_path[watched].get("group"):  # alone, the live panel's charts show it
+        group = by_path[watched]["group"]
+        st.session_state[KEY] = [p for p, r in by_path.items() if r.get("group") == group]
     chosen = st.multiselect(
         t("overlay.runs"),
         list(by_path),
