@@ -57,6 +57,11 @@ def choose_source(spec) -> tuple[str | None, str | None, str | None]:
         return None, arch, "none"
 
 
+def percent(share: float) -> str:
+    """A share as few digits as it needs: "100", "23", "0.57" (a head is under 1 % of a ResNet)."""
+    return f"{100 * share:.0f}" if share >= 0.1 else f"{100 * share:.2g}"
+
+
 def show_plan(view: dict, spec, arch: str) -> None:
     """What the backbone is fed and what became of each of its tensors."""
     plan, report = view["plan"], view["report"]
@@ -114,7 +119,7 @@ def fine_tune() -> None:
         list(counts),
         horizontal=True,
         format_func=lambda m: t(
-            "transfer.mode", mode=t(f"transfer.mode.{m}"), n=counts[m][0], share=counts[m][0] / counts[m][1]
+            "transfer.mode", mode=t(f"transfer.mode.{m}"), n=counts[m][0], share=percent(counts[m][0] / counts[m][1])
         ),
     )
     a, b, c = st.columns(3)
