@@ -154,9 +154,18 @@ def test_folder_errors_are_sentences(lab, tmp_path, make):
         with pytest.raises(folders.FolderError, match="neither a directory nor a zip"):
             data.add_folder("x", tmp_path / "x.zip")
     else:
-        with pytest.raises(folders.FolderError, match="lowercase"):
+        with pytest.raises(folders.FolderError, match="any language; Latin ones lower case"):
             data.add_folder("Bad Name!", tmp_path)
     assert data.list_datasets("folder") == []
+
+
+@pytest.mark.parametrize("name", ["形状", "ants-和-bees", "花_5"])
+def test_a_dataset_may_be_named_in_any_script(lab, tmp_path, name):
+    src = make_folder(tmp_path / "x", classes=("a", "b"))
+    data.add_folder(name, src)
+    assert data.list_datasets("folder") == [name]
+    with pytest.raises(folders.FolderError, match="lower case"):
+        data.add_folder("Ants", src)  # two names that differ by case would meet on a case-blind disk
 
 
 @pytest.mark.parametrize(
