@@ -17,6 +17,8 @@ from tests.test_pages import PAGES
 
 # Names a Chinese page keeps in Latin letters, as Chinese textbooks and papers do.
 PROPER = {
+    # torch's names for the CPU kernels it runs (torch.backends.cpu.get_cpu_capability), as it prints them
+    "DEFAULT", "AVX512", "VSX", "ZVECTOR", "SVE256",
     "ResNet", "ResNeXt", "ResNets", "Lab", "MNIST", "Fashion", "KMNIST", "CIFAR", "ImageNet", "PyTorch", "torch",
     "torchvision", "Python", "Streamlit", "Grad", "CAM", "CPU", "GPU", "GPUs", "CUDA", "AMX", "AVX", "bf16", "fp32",
     "He", "et", "al", "Veit", "Balduzzi", "Fixup", "Zhang", "Xie", "LeCun", "Cortes", "Burges", "Zalando",
