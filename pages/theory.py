@@ -79,7 +79,9 @@ def shattered_figure(depth: int, batch_norm: bool, lang: str) -> tuple[go.Figure
     s = in_background(theory.shattered_pair, depth, batch_norm)
     traces = {f"{t(f'theory.{k}')} (r = {s[k]['correlation']:.2f})": s[k]["trace"] for k in s}
     deepest = depth == max(theory.PAIR_DEPTHS)
-    return lines(traces, t("theory.along_line"), t("theory.input_grad"), 300), say(findings.shattered(s, deepest))
+    return lines(traces, t("theory.along_line"), t("theory.input_grad"), 300), say(
+        findings.shattered(s, deepest, batch_norm)
+    )
 
 
 def say(found: list[tuple[str, dict]]) -> str:

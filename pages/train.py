@@ -114,6 +114,7 @@ def act(action, run_dir: Path) -> None:
         st.error(plain(err))
         return
     monitor().forget(run_dir)  # the shared view may be up to a second old
+    replay.stop()
     st.rerun()
 
 
@@ -169,18 +170,26 @@ def live() -> None:
         act(runs.resume, run_dir)
 
 
+if st.session_state.get(replay.KEY) and not (run_dir and replay.active(run_dir)):
+    replay.stop()  # another run is watched now
 replaying = run_dir is not None and replay.active(run_dir)
 
 
 @st.fragment(run_every=replay.EVERY_S if replaying else interval and interval * CHARTS_EVERY)
 def charts() -> None:
     if run_dir is None or not run_dir.is_dir():
+        if replay.active(run_dir):  # deleted mid-replay: stop polling
+            replay.stop()
+            st.rerun()
         return
     p = monitor().progress(run_dir)
     if not p["epochs"] and not p["batch_loss"]:
         return  # nothing to draw yet (a queued run): no figures built for it
     weight = st.slider(t("train.smooth"), 0.0, 0.99, 0.8, key="smooth") if p["batch_loss"] else 0.8
     if replay.active(run_dir):
+        if p["status"]["state"] not in runs.ENDED:  # resumed (here or elsewhere): live again
+            replay.stop()
+            st.rerun()
         replay.draw(run_dir, weight)
         return
     if p["status"]["state"] in runs.ENDED:  # a class can watch an ended run learn again, slower

@@ -225,8 +225,9 @@ def dispatch() -> list[Path]:
                 waiting = True
                 continue
             halves = row.get("kind") == PAIR and _twin_active(row, rows)  # alone (its twin ended): every core
+            twin_gpus = _twin_gpus(row, rows) if joins else None
             try:
-                spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=nproc, pair=halves)
+                spawn(Path(row["path"]), resume=bool(status.get("resume")), nproc=nproc, pair=halves, gpus=twin_gpus)
             except OSError:
                 continue  # spawn marked it failed: its slot goes to the next run
             started.append(Path(row["path"]))
@@ -235,6 +236,16 @@ def dispatch() -> list[Path]:
             if not joins:
                 free -= 1
     return started
+
+
+def _twin_gpus(row: dict[str, Any], rows: list[dict[str, Any]]) -> list | None:
+    """The GPUs a started twin of ``row``'s pair holds (None: on the CPU, or not known yet)."""
+    for r in rows:
+        if r["group"] == row["group"] and r["path"] != row["path"]:
+            gpus = _raw_status(r["path"]).get("gpus")
+            if gpus:
+                return gpus
+    return None
 
 
 def _twin_active(row: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
@@ -368,9 +379,10 @@ def watch(interval_s: float = WATCH_EVERY_S) -> Watchdog:
         return _WATCHDOG
 
 
-def spawn(run_dir: Path, resume: bool = False, nproc: int = 1, pair: bool = False) -> int:
+def spawn(run_dir: Path, resume: bool = False, nproc: int = 1, pair: bool = False, gpus: list | None = None) -> int:
     """Start the training process of ``run_dir`` now (``dispatch`` decides when). A run of a
-    side-by-side ``pair`` on a CPU takes half the cores: its twin runs at the same time."""
+    side-by-side ``pair`` on a CPU takes half the cores: its twin runs at the same time; on GPUs
+    the twin that joins passes ``gpus``, its twin's, so it never lands on another student's."""
     cmd = [sys.executable, "-m", "resnet_core", "train", "--run-dir", str(run_dir)]
     if resume:
         cmd.append("--resume")
@@ -383,7 +395,7 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1, pair: bool = Fals
     for stale in run_dir.glob(".*.tmp"):  # a save cut short by SIGKILL; no trainer is alive here
         stale.unlink(missing_ok=True)
     with transitions():  # two dispatchers never pick the same GPU: the choice and its record are one step
-        gpus = _pick_gpus(nproc)
+        gpus = gpus if gpus is not None else _pick_gpus(nproc)
         update_status(run_dir, state="resuming" if resume else "starting", gpus=gpus or None)
     if gpus:  # each rank takes cuda:LOCAL_RANK of what it sees (engine.resolve_device)
         env.update(CUDA_VISIBLE_DEVICES=",".join(gpus), RESNET_LAB_GPUS=",".join(server_gpus()))
@@ -474,7 +486,8 @@ def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
             raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
         if status["state"] in ACTIVE:
             raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
-        group = (_config(run_dir).get("extra") or {}).get("group")
+        extra = _config(run_dir).get("extra") or {}
+        group = extra.get("group") if group_kind(extra) == PAIR else None
         rows = list_runs()
         if not (group and any(r.get("group") == group and r["state"] in ACTIVE for r in rows)):
             # Queued as a launch is; a twin whose pair still trains is part of a job already counted.

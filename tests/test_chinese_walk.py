@@ -26,12 +26,12 @@ PROPER = {
     "KVM", "EPYC", "AMD", "Intel", "Xeon", "npm", "PyPI", "MIT", "CC", "BY", "SA", "HTTPS", "LAN", "URL", "zip",
     "pth", "pt", "png", "jpg", "jpeg", "JPEG", "PNG", "one-cycle", "avx2", "sse41", "PCA", "RGB", "BGR", "Glorot",
     "Kaiming", "Sutskever", "Nesterov", "conv", "fc", "relu", "ReLU", "ms", "px", "MB", "GB", "KB", "MACs", "M",
-    "k", "r", "x", "y", "F", "W", "i", "T", "o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo", "GitHub",
-    "English", "MACOSX", "one", "cycle", "torch.compile",
+    "k", "r", "x", "y", "F", "W", "i", "T", "GitHub",
+    "English", "MACOSX", "torch.compile",
 }  # fmt: skip
 CODE = re.compile(
     r"^(?:RESNET_LAB_\w+|\d{8}-\d{6}-[\w.-]+|[\w.-]+\.(?:py|pt|pth|json|csv|zip|log)|resnet_core[\w.]*|"
-    r"mini_residual|[a-z]+\d+[\w]*|layer\d[\w.]*|[a-z]+-sample|stem|"
+    r"mini_residual|layer\d[\w.]*|rblock\d+|cu\d+|[a-z]+-sample|stem|"
     r"python|streamlit)$"
 )
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*[A-Za-z0-9]|[A-Za-z]")
@@ -42,11 +42,11 @@ def english(text: str) -> list[str]:
     """The Latin words of ``text`` that a Chinese reader would have to read as English."""
     text = re.sub(r"https?://\S+|`[^`]*`|\$[^$]*\$|\\[a-z]+", " ", text)  # links, code, formulas
     text = re.sub(r"\d{8}-\d{6}-[\w.-]+", " ", text)  # run names: the server's stamps and ids
-    text = re.sub(r"(?:/[\w.@+-]+)+/?", " ", text)  # paths: the server's or the user's
+    text = re.sub(r"(?<![\w/])(?:/[\w.@+-]+){2,}/?", " ", text)  # absolute paths: the server's or the user's
     found = []
     for word in WORD.findall(text):
         bare = word.strip(".-_")
-        if not bare or len(bare) == 1 or CODE.match(bare) or bare in MODEL_NAMES:
+        if not bare or len(bare) == 1 or CODE.match(bare) or bare in MODEL_NAMES or bare in PROPER:
             continue  # a single letter is a symbol (x, F, H, option A)
         parts = [p for p in re.split(r"[-_]", bare) if p]  # Fashion-MNIST, ResNet-20, AVX512-BF16
         if all(p in PROPER or re.fullmatch(r"[\d.e+]+|[A-Z]*\d+[A-Z\d]*", p) for p in parts):
@@ -81,10 +81,13 @@ def visible(at: AppTest) -> list[str]:
             out += [e.value for e in getattr(root, kind)]
         for kind in ("button", "selectbox", "multiselect", "radio", "number_input", "slider", "select_slider"):
             for e in getattr(root, kind):
-                out.append(e.label)
+                out += [e.label, getattr(e, "help", None) or "", getattr(e.proto, "placeholder", "") or ""]
                 out += [str(o) for o in getattr(e, "options", [])]
-        for kind in ("toggle", "checkbox", "text_input", "tabs", "expander"):
+        for kind in ("toggle", "checkbox", "text_input"):
+            out += [x for e in getattr(root, kind) for x in (e.label, getattr(e, "help", None) or "")]
+        for kind in ("tabs", "expander"):
             out += [e.label for e in getattr(root, kind)]
+        out += [e.proto.text for e in root.get("progress")]
         for m in root.metric:
             out += [m.label, m.value]
         for frame in root.dataframe:

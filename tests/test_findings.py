@@ -98,3 +98,5 @@ def test_an_explosion_is_explained_by_the_setting_and_no_net_is_praised_for_even
 def test_no_advice_to_try_more_layers_at_the_deepest_setting():
     s = {"plain": {"correlation": 0.88}, "residual": {"correlation": 0.95}}
     assert keys(findings.shattered(s, deepest=True))[-1] == "theory.find.r_lower_deepest"
+    assert keys(findings.shattered(s, batch_norm=False))[-1] == "theory.find.r_lower_deepest"  # no advice
+    assert keys(findings.shattered(s))[-1] == "theory.find.r_lower"

@@ -225,7 +225,7 @@ def test_theory_page_draws_at_once_and_measures_each_setting_once_for_everyone(l
     assert len(at.get("plotly_chart")) == 3 and len(at.info) == 2
     measured(at)
     assert len(at.get("plotly_chart")) == 6 and not at.info and not at.exception
-    assert any("Across the 32 layers" in c.value for c in at.caption)  # the caption of this setting
+    assert any("Across the 31 convolutions" in c.value for c in at.caption)  # the caption of this setting
     other = app("theory")  # a second visitor asks for the same setting: drawn from the first one's result
     other.select_slider[0].set_value(32).run()
     other.toggle[0].set_value(False).run()

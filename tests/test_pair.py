@@ -16,7 +16,7 @@ def spawned(lab, monkeypatch):
     """runs.spawn recorded instead of run: (run folder name, pair) per start."""
     calls = []
 
-    def spawn(run_dir, resume=False, nproc=1, pair=False):
+    def spawn(run_dir, resume=False, nproc=1, pair=False, gpus=None):
         calls.append((run_dir.name, pair))
         runs.update_status(run_dir, state="starting", pid=None)
         return 0

@@ -236,9 +236,14 @@ def sidebar() -> None:
         chosen = st.session_state.get("checkpoint")
         if chosen not in paths or chosen == st.session_state.get("checkpoint_auto"):
             st.session_state["checkpoint"] = st.session_state["checkpoint_auto"] = paths[default_checkpoint(ckpts)]
-        st.selectbox(t("sidebar.checkpoint"), paths, format_func=labels.get, key="checkpoint")
+        st.selectbox(t("sidebar.checkpoint"), paths, format_func=labels.get, key="checkpoint", on_change=chose)
         pin_for_class(st.session_state["checkpoint"])
         teacher_sign_in()
+
+
+def chose() -> None:
+    """The visitor picked a checkpoint: it stays theirs, whatever the default becomes."""
+    st.session_state["checkpoint_auto"] = None
 
 
 def pin_for_class(path: str) -> None:

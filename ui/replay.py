@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from resnet_core import runs
+from resnet_core import monitor, runs
 from ui.curves import build
 from ui.i18n import t
 
@@ -21,6 +21,8 @@ KEY = "replay"
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0)  # fractions of real time and faster: a 10 s run lasts 40 s at 0.25
 GAP_S = 5.0
 EVERY_S = 1.0
+MAX_S = 300.0  # a replay lasts at most this: a long run is replayed faster than asked
+MAX_POINTS = 600  # batch points drawn, as the live chart (monitor.Curve averages neighbours)
 
 
 def timeline(events: list[dict]) -> list[float]:
@@ -34,19 +36,32 @@ def timeline(events: list[dict]) -> list[float]:
     return out
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _events(run: str, size: int) -> tuple[list[dict], list[float]]:
+    """A run's events and timeline, read once per file version for every browser replaying it."""
+    events = runs.read_metrics(Path(run))
+    return events, timeline(events)
+
+
 def view(run_dir: Path, upto_s: float) -> tuple[dict, float]:
     """(a progress view of the events up to ``upto_s`` on the timeline, the timeline's length)."""
-    events = runs.read_metrics(run_dir)
-    times = timeline(events)
-    shown = [e for e, s in zip(events, times) if s <= upto_s]
-    points = [xy for e in shown if e["type"] == "batch" for xy in runs.batch_points(e)]
-    p = {
-        "epochs": [e for e in shown if e["type"] == "epoch"],
-        "batch_step": [x for x, _ in points],
-        "batch_loss": [y for _, y in points],
-        "config": runs._config(run_dir),
-    }
-    return p, (times[-1] if times else 0.0)
+    try:
+        events, times = _events(str(run_dir), (run_dir / "metrics.jsonl").stat().st_size)
+        config = runs._config(run_dir)
+    except OSError:  # deleted meanwhile: nothing left to replay
+        return {"epochs": [], "batch_step": [], "batch_loss": [], "config": {}}, 0.0
+    curve = monitor.Curve(MAX_POINTS)
+    epochs = []
+    for e, s in zip(events, times):
+        if s > upto_s:
+            break
+        if e["type"] == "batch":
+            for x, y in runs.batch_points(e):
+                curve.add(x, y)
+        elif e["type"] == "epoch":
+            epochs.append(e)
+    xs, ys = curve.points()
+    return {"epochs": epochs, "batch_step": xs, "batch_loss": ys, "config": config}, (times[-1] if times else 0.0)
 
 
 def controls(run_dir: Path) -> None:
@@ -58,6 +73,10 @@ def controls(run_dir: Path) -> None:
         st.rerun()
 
 
+def stop() -> None:
+    st.session_state.pop(KEY, None)
+
+
 def active(run_dir: Path) -> bool:
     r = st.session_state.get(KEY)
     return bool(r) and r["run"] == str(run_dir)
@@ -66,9 +85,15 @@ def active(run_dir: Path) -> bool:
 def draw(run_dir: Path, weight: float) -> None:
     """The replay's charts now; ends the replay once its last event is shown."""
     r = st.session_state[KEY]
-    upto = (time.time() - r["start"]) * r["speed"]
+    p, length = view(run_dir, float("inf"))
+    speed = max(r["speed"], length / MAX_S)  # never longer than MAX_S
+    upto = (time.time() - r["start"]) * speed
     p, length = view(run_dir, upto)
-    st.progress(min(upto / max(length, 1e-9), 1.0), text=t("replay.at", at=min(upto, length), total=length))
+    a, b = st.columns([4, 1], vertical_alignment="bottom")
+    a.progress(min(upto / max(length, 1e-9), 1.0), text=t("replay.at", at=min(upto, length), total=length))
+    if b.button(t("replay.stop"), key="replay-stop"):
+        stop()
+        st.rerun()
     loss, acc, batch = build(p, weight)
     if p["epochs"]:
         left, right = st.columns(2)
@@ -76,5 +101,5 @@ def draw(run_dir: Path, weight: float) -> None:
         right.plotly_chart(acc, key="replay_acc")
     st.plotly_chart(batch, key="replay_batch")
     if upto >= length:
-        del st.session_state[KEY]
+        stop()
         st.rerun()  # the page stops polling

@@ -73,7 +73,7 @@ def figures(paths: tuple[str, ...], names: tuple[str, ...], versions: tuple, lan
         x = [e["epoch"] for e in epochs]
         line, dotted = {"color": colour}, {"color": colour, "dash": "dot"}
         for fig, train_key, test_key in ((acc, "train_acc", "test_acc"), (loss, "train_ce", "test_loss")):
-            train = [e.get(train_key, e["train_loss"]) for e in epochs]  # runs before train_ce: the objective
+            train = [e.get(train_key) for e in epochs]  # an epoch without train_ce: a gap, not the objective
             test = [e[test_key] for e in epochs]
             fig.add_trace(go.Scatter(x=x, y=train, name=t("overlay.train", run=label), line=line, legendgroup=label))
             fig.add_trace(go.Scatter(x=x, y=test, name=t("overlay.test", run=label), line=dotted, legendgroup=label))
