@@ -7,8 +7,6 @@ setting and language and shared by every visitor (st.cache_resource: plotly figu
 never changed, by st.plotly_chart).
 """
 
-import re
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -131,11 +129,9 @@ def deletion_figure(lang: str) -> tuple[go.Figure, str]:
 
 def made_line(made: dict) -> str:
     """How a shipped result was made (theory._made's record), in the visitor's language."""
-    found = re.match(r"(\S+), (\d+) CPU cores(?:, (.+))?$", made["hardware"])
-    arch, cores, gpu = found.groups() if found else (made["hardware"], "?", None)
-    gpu = t("theory.no_gpu") if gpu in (None, "no GPU") else gpu
-    args = {k: made.get(k) for k in ("command", "versions", "seconds")}
-    return t("theory.made", arch=arch, cores=cores, gpu=gpu, **args)
+    parts = theory.hardware_parts(made["hardware"])
+    parts["gpu"] = parts["gpu"] or t("theory.no_gpu")
+    return t("theory.made", **parts, **{k: made.get(k) for k in ("command", "versions", "seconds")})
 
 
 def rerun_results() -> None:
@@ -152,11 +148,8 @@ def rerun_table(owner: str, was_active: bool) -> None:
     rows = theory.latest_rerun(owner)
     if was_active and not any(r["state"] in runs.ACTIVE for r in rows):
         st.rerun()
-    # The shipped run's last epoch: its own schedule ran to the end, as the re-run's (one epoch) did.
-    _, shipped = theory.read_degradation_csv(theory.DATA / "degradation.csv")
-    last = {r["model"]: r for r in shipped}
     cols = {k: t(f"theory.rerun.col.{k}") for k in ("model", "state", "epoch", "train", "test")}
-    shipped_col = t("theory.rerun.col.shipped", epochs=max(r["epoch"] for r in shipped))
+    shipped_col = t("theory.rerun.col.shipped", epochs=max(r["shipped_epochs"] or 0 for r in rows))
     table = pd.DataFrame(
         {
             cols["model"]: [r["model"] for r in rows],
@@ -164,7 +157,7 @@ def rerun_table(owner: str, was_active: bool) -> None:
             cols["epoch"]: [r["epoch"] for r in rows],
             cols["train"]: [r["train_error"] for r in rows],
             cols["test"]: [r["test_error"] for r in rows],
-            shipped_col: [last.get(r["model"], {}).get("test_error") for r in rows],
+            shipped_col: [r["shipped_test_error"] for r in rows],
         }
     )
     st.markdown(t("theory.rerun.title"))

@@ -1,14 +1,12 @@
 """Train: a form built from TrainConfig, live progress read from the run directory, past runs."""
 
-from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
-from resnet_core import classroom, data, export, models, precision, runs
+from resnet_core import classroom, data, models, precision, runs
 from resnet_core import config as cfg
-from ui import replay, side_by_side
+from ui import past_runs, replay, side_by_side
 from ui.common import actor, dataset_label, monitor, plain, require_frame
 from ui.curves import curves
 from ui.i18n import language, option, t
@@ -170,9 +168,7 @@ def live() -> None:
         act(runs.resume, run_dir)
 
 
-if st.session_state.get(replay.KEY) and not (run_dir and replay.active(run_dir)):
-    replay.stop()  # another run is watched now
-replaying = run_dir is not None and replay.active(run_dir)
+replaying = replay.follow(run_dir)
 
 
 @st.fragment(run_every=replay.EVERY_S if replaying else interval and interval * CHARTS_EVERY)
@@ -210,46 +206,4 @@ st.subheader(t("overlay.title"))
 side_by_side.overlay(monitor().runs(), str(run_dir) if run_dir else None)
 
 # ---- past runs, from disk
-st.subheader(t("train.runs"))
-rows = monitor().runs()
-if not rows:
-    st.caption(t("train.no_runs"))
-else:
-    # From columns, not from the rows' dicts: pandas takes a third of the time (every student's
-    # Start press draws this table again).
-    me = actor().owner
-    columns = {t("train.col.run"): [r["run"] for r in rows], t("train.mine"): [r.get("owner") == me for r in rows]}
-    columns[t("train.col.dataset")] = [r["dataset"] for r in rows]
-    columns[t("train.col.model")] = [r["model"] for r in rows]
-    columns[t("train.col.state")] = [t(f"state.{r['state']}") for r in rows]
-    # Epochs done, as the live panel counts them (status.json's "epoch" is the number finished).
-    columns[t("train.col.epochs")] = [f"{r['epoch'] or 0}/{r['epochs']}" for r in rows]
-    columns[t("train.col.best_acc")] = [r["best_acc"] for r in rows]
-    columns[t("train.col.seconds")] = [r["seconds"] for r in rows]
-    st.dataframe(
-        pd.DataFrame(columns),
-        hide_index=True,
-        key="runs_table",
-        column_config={t("train.col.best_acc"): st.column_config.NumberColumn(format="percent")},
-    )
-    pick = st.selectbox(t("train.pick"), [r["path"] for r in rows], format_func=lambda p: Path(p).name)
-    a, b, c = st.columns(3)
-    if a.button(t("train.watch")):
-        st.session_state["watch"] = pick
-        st.rerun()
-    best = Path(pick) / "best.pt"
-    if best.is_file():  # the weights are read when the button is pressed, not on every rerun
-        b.download_button(
-            t("train.download"),
-            partial(export.state_dict_bytes, str(best)),
-            file_name=f"{Path(pick).name}.pth",
-            on_click="ignore",
-        )
-    if c.button(t("train.delete")):
-        try:
-            runs.delete(Path(pick), actor=actor())
-            monitor().forget(pick)
-            st.session_state.pop("watch", None)
-            st.rerun()
-        except (RuntimeError, classroom.ClassroomError) as err:
-            st.error(plain(err))
+past_runs.show(monitor().runs())

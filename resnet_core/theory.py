@@ -251,13 +251,17 @@ def pair_configs(dataset: str, depth: int = 20, epochs: int = 6, seed: int = 0, 
 
 def latest_rerun(owner: str | None) -> list[dict]:
     """The newest re-run of the degradation twins by ``owner`` (a browser; None: anyone's), one
-    row per model: its state and, once it has finished an epoch, its errors in % at the last one."""
+    row per model: its state and, once it has finished an epoch, its errors in % at the last one,
+    beside the shipped run's test error at its last epoch (``shipped_test_error``; its schedule
+    ran to its end, as the re-run's did)."""
     from resnet_core import runs
 
     rows = [r for r in runs.list_runs() if r.get("kind") == "degradation" and owner in (None, r.get("owner"))]
     if not rows:
         return []
     group = rows[0]["group"]  # newest first
+    _, shipped = read_degradation_csv(DATA / "degradation.csv")
+    final = {r["model"]: r for r in shipped}  # rows are in epoch order: the last one stays
     out = []
     for row in sorted((r for r in rows if r["group"] == group), key=lambda r: r["model"]):
         epochs = runs.read_metrics(Path(row["path"]), ("epoch",))
@@ -269,6 +273,8 @@ def latest_rerun(owner: str | None) -> list[dict]:
                 "epoch": last.get("epoch"),
                 "train_error": round(100 * (1 - last["train_acc"]), 2) if last else None,
                 "test_error": round(100 * (1 - last["test_acc"]), 2) if last else None,
+                "shipped_test_error": final.get(row["model"], {}).get("test_error"),
+                "shipped_epochs": final.get(row["model"], {}).get("epoch"),
                 "run": row["run"],
             }
         )
@@ -404,6 +410,16 @@ def csv_made(notes: list[str]) -> dict:
         "versions": fields.get("versions", "?"),
         "seconds": float(fields.get("total seconds", "nan")),
     }
+
+
+def hardware_parts(hardware: str) -> dict:
+    """``_made``'s hardware text ("x86_64, 2 CPU cores[, GPU name | no GPU]") as its parts, so a
+    page words it in its own language; ``gpu`` is None without one."""
+    import re
+
+    found = re.match(r"(\S+), (\d+) CPU cores(?:, (.+))?$", hardware)
+    arch, cores, gpu = found.groups() if found else (hardware, "?", None)
+    return {"arch": arch, "cores": cores, "gpu": None if gpu in (None, "no GPU") else gpu}
 
 
 def _made(command: str, seconds: float) -> dict:

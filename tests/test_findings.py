@@ -100,3 +100,24 @@ def test_no_advice_to_try_more_layers_at_the_deepest_setting():
     assert keys(findings.shattered(s, deepest=True))[-1] == "theory.find.r_lower_deepest"
     assert keys(findings.shattered(s, batch_norm=False))[-1] == "theory.find.r_lower_deepest"  # no advice
     assert keys(findings.shattered(s))[-1] == "theory.find.r_lower"
+
+
+def test_how_a_shipped_result_was_made_is_parsed_for_any_language():
+    made = theory.csv_made(theory.read_degradation_csv(theory.DATA / "degradation.csv")[0])
+    parts = theory.hardware_parts(made["hardware"])
+    assert parts["arch"] and parts["cores"].isdigit() and made["seconds"] > 0
+    assert theory.hardware_parts("x86_64, 8 CPU cores, NVIDIA H200")["gpu"] == "NVIDIA H200"
+    assert theory.hardware_parts("x86_64, 2 CPU cores, no GPU")["gpu"] is None
+
+
+def test_a_rerun_sits_beside_the_shipped_runs_last_epoch(lab):
+    from resnet_core import runs
+
+    for config in theory.degradation_configs(epochs=1):
+        runs.create(config, owner="me")
+    _, shipped = theory.read_degradation_csv(theory.DATA / "degradation.csv")
+    rows = theory.latest_rerun("me")
+    assert sorted(r["model"] for r in rows) == sorted(theory.DEGRADATION_MODELS) and theory.latest_rerun("you") == []
+    plain20 = next(r for r in rows if r["model"] == "plain20")
+    final = [r for r in shipped if r["model"] == "plain20"][-1]
+    assert (plain20["shipped_test_error"], plain20["shipped_epochs"]) == (final["test_error"], final["epoch"])

@@ -77,6 +77,13 @@ def stop() -> None:
     st.session_state.pop(KEY, None)
 
 
+def follow(run_dir: Path | None) -> bool:
+    """Whether this browser replays ``run_dir`` (the watched run); a replay of another is dropped."""
+    if st.session_state.get(KEY) and not (run_dir and active(run_dir)):
+        stop()  # another run is watched now
+    return run_dir is not None and active(run_dir)
+
+
 def active(run_dir: Path) -> bool:
     r = st.session_state.get(KEY)
     return bool(r) and r["run"] == str(run_dir)
