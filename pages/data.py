@@ -9,22 +9,80 @@ import streamlit as st
 
 from resnet_core import classroom, data, explore
 from resnet_core.folders import FolderError
-from ui.common import chart_text, dataset_label, plain, require_frame
+from ui.common import actor, chart_text, dataset_label, error_text, monitor, plain, require_frame, tight
 from ui.i18n import class_name, t, t_or
 
 require_frame("pages/data.py")
 
+# Each view is cached by the dataset's name and version: a folder deleted and added again under
+# the same name is other images.
 cached = st.cache_data(show_spinner=False, max_entries=32)
-describe, grid, means = cached(data.describe), cached(explore.sample_grid), cached(explore.mean_images)
-histogram, pca = cached(explore.intensity_histogram), cached(explore.pca_map)
+
+
+@cached
+def describe(name: str, version: int) -> data.DatasetInfo:
+    return data.describe(name)
+
+
+@cached
+def grid(name: str, version: int, per_class: int) -> dict:
+    return explore.sample_grid(name, per_class)
+
+
+@cached
+def means(name: str, version: int) -> dict:
+    return explore.mean_images(name)
+
+
+@cached
+def histogram(name: str, version: int) -> dict:
+    return explore.intensity_histogram(name)
+
+
+@cached
+def pca(name: str, version: int) -> dict:
+    return explore.pca_map(name)
+
+
+def delete_box(name: str) -> None:
+    """A folder dataset's delete button, for whoever added it and the teacher; the runs trained on
+    it keep their weights (their gallery says the data has gone)."""
+    if not classroom.may_act(actor(), data.folder_owner(name)):
+        return
+    with st.popover(t("data.delete"), icon=":material/delete:"):
+        used = sum(r["dataset"] == name for r in monitor().runs())
+        st.write(t("data.delete.confirm", name=plain(name), runs=used))
+        if st.button(t("data.delete.button"), type="primary", key="data_delete"):
+            try:
+                data.remove_folder(name, actor=actor())
+            except (ValueError, OSError, classroom.ClassroomError) as err:
+                st.error(error_text(err))
+                return
+            st.session_state.pop("data_name", None)
+            st.session_state["data_deleted"] = name
+            st.rerun()
+
 
 st.title(t("data.title"))
-name = st.selectbox(t("data.dataset"), data.list_datasets(), format_func=dataset_label, key="data_name")
+just_added = st.session_state.pop("data_added", None)  # by the form below, on the page's last run
+if just_added:
+    st.session_state["data_name"] = just_added["name"]
+    counts = {k: just_added[k] for k in ("classes", "train", "test")}
+    st.success(t("data.add.done", name=plain(just_added["name"]), **counts))
+    for reason, n in just_added["skipped"].items():
+        st.write(t("data.add.skip_line", n=n, reason=reason))
+if deleted := st.session_state.pop("data_deleted", None):
+    st.success(t("data.delete.done", name=plain(deleted)))
+names = data.list_datasets()
+if st.session_state.get("data_name") not in names:  # deleted since: by its owner, the teacher, the shell
+    st.session_state.pop("data_name", None)
+name = st.selectbox(t("data.dataset"), names, format_func=dataset_label, key="data_name")
+version = data.version(name)
 if data.is_present(name):
     try:
-        info = describe(name)
+        info = describe(name, version)
     except (FolderError, data.DatasetUnavailable) as err:  # a registered folder whose files have gone
-        st.error(t("data.gone", error=plain(err)))
+        st.error(t("data.gone", error=error_text(err)))
         st.stop()
 else:
     st.info(t("data.absent", name=name))
@@ -34,7 +92,7 @@ else:
         with st.spinner(t("data.downloading")):
             info = data.describe(name, download=True)
     except data.DatasetUnavailable as err:
-        st.error(plain(err))
+        st.error(error_text(err))
         st.stop()
 
 cols = st.columns(4)
@@ -46,6 +104,8 @@ st.caption(t("data.norm", mean=", ".join(f"{m:.4f}" for m in info.mean), std=", 
 st.caption(t("data.source", source=t_or(f"source.{name}", plain(info.source))))
 if info.skipped:
     st.warning(t("data.skipped", detail=", ".join(f"{n} {reason}" for reason, n in info.skipped.items())))
+if data.get_spec(name).kind == "folder":
+    delete_box(name)
 
 
 def explore_tabs() -> None:
@@ -63,16 +123,16 @@ def explore_tabs() -> None:
             }
         )
         bars = px.bar(counts, x=col["class"], y=col["images"], color=col["split"], barmode="group")
-        st.plotly_chart(bars, key="counts")
+        st.plotly_chart(tight(bars), key="counts")
     with tabs[1]:
-        for label, images in grid(name, 10).items():
+        for label, images in grid(name, version, 10).items():
             st.image(list(images), caption=None, width=56)
             st.caption(plain(class_name(label)))  # a folder's name is the user's text, never Markdown
     with tabs[2]:
-        mean_imgs = means(name)
+        mean_imgs = means(name, version)
         st.image(list(mean_imgs.values()), caption=[plain(class_name(c)) for c in mean_imgs], width=84)
     with tabs[3]:
-        hist = histogram(name)
+        hist = histogram(name, version)
         centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:])]
         frame = pd.DataFrame(
             [
@@ -82,19 +142,19 @@ def explore_tabs() -> None:
             ]
         )
         lines = px.line(frame, x=col["intensity"], y=col["pixels"], color=col["channel"], log_y=True)
-        st.plotly_chart(lines, key="hist")
+        st.plotly_chart(tight(lines), key="hist")
     with tabs[4]:
-        emb = pca(name)
+        emb = pca(name, version)
         pc1, pc2, label = t("data.col.pc1"), t("data.col.pc2"), col["label"]
         frame = pd.DataFrame({pc1: emb["x"], pc2: emb["y"], label: [chart_text(class_name(c)) for c in emb["label"]]})
         st.caption(t("data.pca_caption", n=len(frame), a=emb["explained"][0], b=emb["explained"][1]))
-        st.plotly_chart(px.scatter(frame, x=pc1, y=pc2, color=label, hover_data=[label]), key="pca")
+        st.plotly_chart(tight(px.scatter(frame, x=pc1, y=pc2, color=label, hover_data=[label])), key="pca")
 
 
 try:
     explore_tabs()
 except (FolderError, ValueError, OSError) as err:  # imaging.ImageError is a ValueError
-    st.error(t("data.gone", error=plain(err)))  # file names are the uploader's text
+    st.error(t("data.gone", error=error_text(err)))  # file names are the uploader's text
 
 
 with st.expander(t("data.add.title")):
@@ -111,17 +171,18 @@ with st.expander(t("data.add.title")):
                     classroom.check_upload("zip", upload.size, upload.name)
                     source.write_bytes(upload.getvalue())
                     classroom.check_dataset_room(data.folders_bytes(), data.unpacked_bytes(source), upload.name)
-                added = data.add_folder(new_name, source, confine=True)  # a browser: nothing beyond its folder
-            st.success(
-                t(
-                    "data.add.done",
-                    name=added.name,
-                    classes=len(added.classes),
-                    train=sum(added.counts["train"]),
-                    test=sum(added.counts["test"]),
+                added = data.add_folder(  # a browser: nothing beyond its folder
+                    new_name, source, confine=True, owner=actor().owner, label=upload.name if upload else ""
                 )
-            )
-            for reason, n in (added.skipped or {}).items():
-                st.write(t("data.add.skip_line", n=n, reason=reason))
+            # The list above was drawn before the dataset existed: run the page again with it chosen,
+            # and say what was added there.
+            st.session_state["data_added"] = {
+                "name": added.name,
+                "classes": len(added.classes),
+                "train": sum(added.counts["train"]),
+                "test": sum(added.counts["test"]),
+                "skipped": dict(added.skipped or {}),
+            }
+            st.rerun()
         except (FolderError, ValueError, data.DatasetUnavailable, classroom.ClassroomError) as err:
-            st.error(plain(err))  # it may quote a zip member's name: the uploader's text
+            st.error(error_text(err))  # it may quote a zip member's name: the uploader's text

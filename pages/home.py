@@ -1,10 +1,12 @@
-"""Home: what ResNet Lab is, the three-step lesson path, and this server's environment."""
+"""Home: what ResNet Lab is, the three-step lesson path, the class (leaderboard, the teacher's
+overview), and this server's environment."""
 
 import pandas as pd
 import streamlit as st
 
 from resnet_core import classroom, runs
-from ui.common import dataset_label, environment, require_frame
+from ui import classmates
+from ui.common import dataset_label, environment, error_text, require_frame
 from ui.i18n import t, t_or
 
 require_frame("pages/home.py")
@@ -22,6 +24,8 @@ for col, (page, key) in zip(
         st.caption(t(f"home.step.{key}.what"))
         st.page_link(page, label=t(f"home.step.{key}.go"), icon=":material/arrow_forward:")
 
+classmates.section()
+
 st.subheader(t("home.environment"))
 env = environment()
 left, right = st.columns(2)
@@ -31,8 +35,8 @@ with left:
         st.write(f"**{device['kind'].upper()}**: {device['name']}{extra}")
     st.write(f"torch {env['torch']} · torchvision {env['torchvision']} · Python {env['python']}")
     st.write(t("home.precision", cpu=env["precision"]["cpu"], capability=env["cpu_capability"]))
-    if env["precision_problem"]:  # the server's setting, not the visitor's: shown as the server wrote it
-        st.warning(env["precision_problem"])
+    if env["precision_problem"]:  # the server's setting, in the visitor's language
+        st.warning(error_text(env["precision_problem"]))
     st.write(t("home.network.yes") if env["network"] else t("home.network.no"))
 with right:
     st.write(t("home.datasets_on_disk"))
@@ -57,4 +61,12 @@ st.dataframe(
         ]
     ),
     hide_index=True,
+    # Widths by content: left to itself the table gave the long variable names the room and cut
+    # the unit ("M parameters × epochs") off at the right edge.
+    column_config={
+        t("home.classroom.limit"): st.column_config.TextColumn(width="large"),
+        t("home.classroom.variable"): st.column_config.TextColumn(width="medium"),
+        t("home.classroom.value"): st.column_config.NumberColumn(width="small"),
+        t("home.classroom.unit"): st.column_config.TextColumn(width="medium"),
+    },
 )

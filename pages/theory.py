@@ -13,7 +13,7 @@ import streamlit as st
 
 from resnet_core import classroom, findings, runs, theory
 from resnet_core import config as cfg
-from ui.common import actor, in_background, plain, require_frame
+from ui.common import actor, error_text, in_background, require_frame, tight
 from ui.i18n import language, t
 
 require_frame("pages/theory.py")
@@ -51,7 +51,8 @@ def cost_tables(lang: str) -> dict:
 def lines(series: dict, x_title: str, y_title: str, height: int, **layout) -> go.Figure:
     mode = "lines+markers" if layout.get("yaxis_type") == "log" else None
     fig = go.Figure([go.Scatter(y=v, name=k, mode=mode) for k, v in series.items()])
-    fig.update_layout(xaxis_title=x_title, yaxis_title=y_title, height=height, **layout)
+    fig.update_layout(xaxis_title=x_title, yaxis_title=y_title, height=height, margin={"t": 30, "b": 40})
+    fig.update_layout(**layout)  # a caller's own title or margin wins
     return fig
 
 
@@ -123,6 +124,7 @@ def deletion_figure(lang: str) -> tuple[go.Figure, str]:
         [go.Bar(x=list(range(1, len(v["drop"]) + 1)), y=[100 * x for x in v["drop"]], name=k) for k, v in d.items()]
     )
     fig.update_layout(xaxis_title=t("theory.deleted_block"), yaxis_title=t("theory.drop"), barmode="group", height=320)
+    tight(fig)
     note = say(findings.deletion({k: v["drop"] for k, v in d.items()}))
     return fig, f"{t('theory.ensembles.what')} {note} {made_line(made)}"
 
@@ -229,7 +231,7 @@ if st.button(t("theory.rerun")):
     try:  # one job, owned by this session and checked against the class's limits like any run
         runs.launch_group(theory.degradation_configs(epochs=1), actor=actor())
     except (cfg.ConfigError, classroom.ClassroomError, OSError) as err:
-        st.error(plain(err))
+        st.error(error_text(err))
     else:
         st.success(t("theory.rerun.started"))
         st.page_link("pages/train.py", label=t("transfer.follow"), icon=":material/arrow_forward:")

@@ -7,14 +7,14 @@ import streamlit as st
 from resnet_core import classroom, data, models, precision, runs
 from resnet_core import config as cfg
 from ui import past_runs, replay, side_by_side
-from ui.common import actor, dataset_label, monitor, plain, require_frame
+from ui.common import actor, dataset_label, error_text, monitor, require_frame
 from ui.curves import curves
 from ui.i18n import language, option, t
 
 require_frame("pages/train.py")
 # Seconds between refreshes of the live numbers, by the watched run's state; the charts refresh
 # CHARTS_EVERY times slower (serialising three plotly figures is most of a refresh's cost), and
-# an ended run is not polled at all. Figures: README, "Running it for a class".
+# an ended run is not polled at all. Figures: benchmarks/README.md, "a class on one 2-core server".
 POLL_S = {"queued": 2.0, "starting": 1.0, "resuming": 1.0, "running": 2.0}
 CHARTS_EVERY = 3
 
@@ -47,7 +47,12 @@ with st.form("train_form"):
     )
     device = a.selectbox(t("train.device"), cfg.DEVICES, format_func=option)
     seed = b.number_input(t("train.seed"), 0, 2**31 - 1, preset.seed)
-    amp = c.checkbox(t("train.amp"), preset.amp, help=t("train.amp_help", cpu=precision.resolve("cpu").label))
+    # Ticked only where some device here computes bf16 in hardware: on a CPU without bf16 units the
+    # run stays in fp32 anyway, and a ticked box there promised what does not happen.
+    native = any(precision.resolve(d).bf16 for d in ("cuda", "cpu"))
+    amp = c.checkbox(
+        t("train.amp"), preset.amp and native, help=t("train.amp_help", cpu=precision.resolve("cpu").label)
+    )
     compiled = c.checkbox(t("train.compile"), preset.compile)
     start = st.form_submit_button(t("train.start"), type="primary")
 if start:
@@ -72,7 +77,7 @@ if start:
     try:
         st.session_state["watch"] = str(runs.launch(config.validate(), actor=actor()))
     except (cfg.ConfigError, classroom.ClassroomError, OSError) as err:
-        st.error(plain(err))
+        st.error(error_text(err))
 
 
 # ---- the live run: polled from disk (one shared poll per run for every browser), so a reload
@@ -106,10 +111,10 @@ def act(action, run_dir: Path) -> None:
         st.error(t("train.not_yours"))
         return
     except classroom.ClassroomError as err:  # a limit of the class: its sentence names it
-        st.error(plain(err))
+        st.error(error_text(err))
         return
     except RuntimeError as err:
-        st.error(plain(err))
+        st.error(error_text(err))
         return
     monitor().forget(run_dir)  # the shared view may be up to a second old
     replay.stop()
@@ -139,7 +144,7 @@ def live() -> None:
     if state == "queued":
         st.info(t("train.queued", pos=p["queue_position"], limit=runs.max_concurrent()))
     elif state in ("failed", "interrupted"):  # the error may quote a file name: plain text
-        st.error(t(f"train.{state}", error=plain(status.get("error", ""))))
+        st.error(t(f"train.{state}", error=error_text(runs.failure(status))))
     # Progress, loss and speed all come from the last batch event, so they describe the same
     # moment; the time left is the recorder's (status.json), measured from the first batch on.
     last, done, total = p["last_batch"], len(p["epochs"]), p["config"]["epochs"]

@@ -13,6 +13,7 @@ from ui.common import (
     checkpoint_label,
     checkpoints,
     dataset_label,
+    error_text,
     network_reachable,
     plain,
     require_frame,
@@ -39,7 +40,7 @@ def choose_source(spec) -> tuple[str | None, str | None, str | None]:
         try:
             return pretrained, load_checkpoint(pretrained)["arch"], None
         except CheckpointError as err:  # the run list is up to a second old: deleted meanwhile
-            st.error(plain(err))
+            st.error(error_text(err))
             return None, None, "none"
     if source == "imagenet":
         arch = st.selectbox(t("transfer.arch"), models.with_imagenet_weights())
@@ -53,7 +54,7 @@ def choose_source(spec) -> tuple[str | None, str | None, str | None]:
     try:
         return str(transfer.keep_upload(upload.getvalue(), upload.name, data.lab_home() / "uploads")), arch, None
     except (ValueError, classroom.ClassroomError) as err:
-        st.error(plain(err))  # it names the uploaded file: the uploader's text
+        st.error(error_text(err))  # it names the uploaded file: the uploader's text
         return None, arch, "none"
 
 
@@ -101,7 +102,7 @@ def fine_tune() -> None:
     try:
         view = transfer.preview(draft, len(spec.classes), spec.channels, spec.size)
     except (CheckpointError, ValueError) as err:
-        st.error(plain(err))
+        st.error(error_text(err))
         return
     left, right = st.columns(2)
     left.markdown(t("transfer.before"))
@@ -131,11 +132,14 @@ def fine_tune() -> None:
     if st.button(t("transfer.launch"), type="primary", disabled=bool(blocked)):
         try:
             config = transfer.fine_tune_config(draft, mode, epochs, lr, scale)
-            st.session_state["watch"] = str(runs.launch(config, actor=actor()))
+            run_dir = runs.launch(config, actor=actor())
+            st.session_state["watch"] = str(run_dir)
         except (cfg.ConfigError, classroom.ClassroomError, CheckpointError) as err:
-            st.error(plain(err))
+            st.error(error_text(err))
             return
-        st.success(t("transfer.launched"))
+        # What was launched, said exactly: the backbone, what trains, the data and the run's name.
+        what = t(f"transfer.mode.{mode}")
+        st.success(t("transfer.launched", arch=arch, mode=what, dataset=dataset_label(target), run=run_dir.name))
         st.page_link("pages/train.py", label=t("transfer.follow"), icon=":material/arrow_forward:")
 
 

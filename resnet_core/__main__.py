@@ -119,7 +119,7 @@ def cmd_train(args) -> int:
         config = config_from_args(args)
         if int(os.environ.get("WORLD_SIZE", 1)) > 1:
             if run_dir is None:
-                raise ConfigError("Under torchrun, pass --run-dir DIR so all processes share one run directory.")
+                raise ConfigError("cli.torchrun_run_dir")
             engine.setup_distributed()
             if engine.world()[0] == 0:
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -194,10 +194,10 @@ def cmd_runs(args) -> int:
             print(f"{r['run']:<48} {r['state']:<9} best {acc:>7}  {r['dataset']} / {r['model']}")
         return 0
     if not args.run:
-        raise ConfigError(f"runs {args.action} needs a run name; `python -m resnet_core runs` lists them.")
+        raise ConfigError("cli.run_name", action=args.action)
     run_dir = Path(args.run) if Path(args.run).is_dir() else runs.runs_dir() / args.run
     if not (run_dir / "config.json").is_file():
-        raise ConfigError(f"No run {args.run!r} in {runs.runs_dir()}; `python -m resnet_core runs` lists them.")
+        raise ConfigError("cli.no_run", run=args.run, folder=runs.runs_dir())
     {"stop": runs.stop, "resume": runs.resume, "delete": runs.delete}[args.action](run_dir)
     print(f"{args.action}: {run_dir.name}")
     return 0
@@ -208,13 +208,13 @@ def cmd_datasets(args) -> int:
 
     if args.action == "delete":
         if not args.name:
-            raise ConfigError("Usage: python -m resnet_core datasets delete NAME")
+            raise ConfigError("cli.usage", usage="python -m resnet_core datasets delete NAME")
         data.remove_folder(args.name)
         print(f"deleted {args.name}")
         return 0
     if args.action == "add":
         if not (args.name and args.path):
-            raise ConfigError("Usage: python -m resnet_core datasets add NAME PATH_OR_ZIP")
+            raise ConfigError("cli.usage", usage="python -m resnet_core datasets add NAME PATH_OR_ZIP")
         info = data.add_folder(args.name, args.path)
         print(
             f"added {info.name}: {len(info.classes)} classes, train {sum(info.counts['train'])} / "

@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 
+from resnet_core.messages import LabError
+
 REQUIRED = ("model", "config", "classes", "mean", "std", "image_size", "in_channels")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LabError, ValueError):
     """A checkpoint file that cannot be used; the message says why and what to do."""
 
 
@@ -52,10 +54,7 @@ def _atomic(path: Path, write) -> None:
 def _unsaved(path: Path, err: OSError) -> CheckpointError:
     """A full disk or a read-only folder: say so, and that the previous file is untouched."""
     why = err.strerror or err.__class__.__name__
-    return CheckpointError(
-        f"Could not save {path.name} in {path.parent} ({why}); the previous {path.name} is intact. "
-        "Free disk space or make the folder writable, then resume the run."
-    )
+    return CheckpointError("checkpoint.unsaved", name=path.name, folder=path.parent, why=why)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -70,20 +69,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a ResNet Lab checkpoint safely; raise :class:`CheckpointError` with a sentence."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}; pass the best.pt or last.pt of a run.")
+        raise CheckpointError("checkpoint.missing", path=path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle, zip and unsafe-global errors all mean "not ours"
-        raise CheckpointError(
-            f"{path.name} is not a readable PyTorch checkpoint ({err.__class__.__name__}); "
-            "use a best.pt or last.pt written by ResNet Lab."
-        ) from err
+        raise CheckpointError("checkpoint.unreadable", name=path.name, kind=err.__class__.__name__) from err
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
-        raise CheckpointError(
-            f"{path.name} holds weights but not a ResNet Lab checkpoint (missing "
-            f"{', '.join(k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt)}); "
-            "load a plain state_dict through the transfer page or `get_model(...).load_state_dict`."
-        )
+        missing = ", ".join(k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt)
+        raise CheckpointError("checkpoint.not_ours", name=path.name, missing=missing)
     return ckpt
 
 
@@ -94,13 +87,13 @@ def load_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"{path.name} is not a readable PyTorch weights file ({err}).") from err
+        raise CheckpointError("checkpoint.unreadable_weights", name=path.name, why=str(err)) from err
     meta = {}
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         meta = {k: obj[k] for k in ("mean", "std", "image_size", "arch", "dataset") if k in obj}
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise CheckpointError(f"{path.name} is not a state_dict (a dict of parameter names to tensors).")
+        raise CheckpointError("checkpoint.not_state_dict", name=path.name)
     if obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):
         obj = {k.removeprefix("module."): v for k, v in obj.items()}  # saved from a (Distributed)DataParallel
     return obj, meta
@@ -133,8 +126,6 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], name: s
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(
-            f"{name} does not fit a {type(model).__name__} ({describe_mismatch(model.state_dict(), state)}); "
-            "choose the architecture it was trained with."
-        ) from err
+        detail = describe_mismatch(model.state_dict(), state)
+        raise CheckpointError("checkpoint.mismatch", name=name, model=type(model).__name__, detail=detail) from err
     return model

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from resnet_core.messages import LabError
+
 TEACHER_ENV = "RESNET_LAB_TEACHER_TOKEN"
 FOLDERS_ROOT_ENV = "RESNET_LAB_FOLDERS_ROOT"
 
@@ -40,7 +42,7 @@ LIMITS = {
 }
 
 
-class ClassroomError(PermissionError):
+class ClassroomError(LabError, PermissionError):
     """An action a classroom's rules refuse; the message says why and what is allowed."""
 
 
@@ -99,7 +101,7 @@ def may_act(actor: Actor | None, owner: str | None) -> bool:
 
 def check_may_act(actor: Actor | None, owner: str | None, run_name: str) -> None:
     if not may_act(actor, owner):
-        raise NotYours(f"{run_name} belongs to another student; only they or the teacher can change it.")
+        raise NotYours("classroom.not_yours", run=run_name)
 
 
 def run_cost(config) -> float:
@@ -122,11 +124,9 @@ def check_launch(config, actor: Actor | None, active_runs_of_actor: int, active_
     check_queue(actor, active_runs_of_actor, active_runs)
     cost, most = run_cost(config), limit("run_cost")
     if cost > most:
-        per_epoch = cost / config.epochs
-        raise ClassroomError(
-            f"{config.model} for {config.epochs} epochs is {cost:,.0f} M parameters × epochs, over this "
-            f"class's limit of {most:,}; use at most {max(1, int(most // per_epoch))} epochs or a smaller model."
-        )
+        fit = max(1, int(most // (cost / config.epochs)))
+        sizes = {"cost": f"{cost:,.0f}", "most": f"{most:,}", "fit": fit}
+        raise ClassroomError("classroom.run_cost", model=config.model, epochs=config.epochs, **sizes)
 
 
 def check_queue(actor: Actor | None, active_runs_of_actor: int, active_runs: int) -> None:
@@ -134,34 +134,25 @@ def check_queue(actor: Actor | None, active_runs_of_actor: int, active_runs: int
     if actor is None or actor.teacher or not enabled():
         return
     if active_runs >= limit("queued_total"):
-        raise ClassroomError(
-            f"The server already has {active_runs} runs queued or training (limit {limit('queued_total')}); "
-            "wait for some to finish, or ask the teacher to stop some."
-        )
+        raise ClassroomError("classroom.server_queue", active=active_runs, most=limit("queued_total"))
     queued = limit("queued_per_session")
     if active_runs_of_actor >= queued:
-        raise ClassroomError(
-            f"You already have {active_runs_of_actor} run(s) queued or training (limit {queued}); "
-            "stop one or wait for it to finish."
-        )
+        raise ClassroomError("classroom.session_queue", active=active_runs_of_actor, most=queued)
 
 
 def check_upload(kind: str, size_bytes: int, name: str = "The file") -> None:
     """``kind``: "photo", "weights" or "zip"."""
     most = limit(f"{kind}_mb")
     if size_bytes > most * 1024**2:
-        raise ClassroomError(f"{name} is {size_bytes / 1024**2:,.1f} MB; {kind} uploads here are limited to {most} MB.")
+        raise ClassroomError(f"classroom.upload.{kind}", name=name, size=f"{size_bytes / 1024**2:,.1f}", most=most)
 
 
 def check_dataset_room(used_bytes: int, adding_bytes: int, name: str = "The zip") -> None:
     """Refuse a zip whose images would take the lab's folder datasets past ``datasets_mb``."""
     most = limit("datasets_mb")
     if used_bytes + adding_bytes > most * 1024**2:
-        raise ClassroomError(
-            f"{name} would take the lab's datasets to {(used_bytes + adding_bytes) / 1024**2:,.0f} MB, over this "
-            f"server's limit of {most:,} MB; the teacher can delete one no one uses "
-            "(python -m resnet_core datasets delete NAME)."
-        )
+        total = f"{(used_bytes + adding_bytes) / 1024**2:,.0f}"
+        raise ClassroomError("classroom.datasets_full", name=name, total=total, most=f"{most:,}")
 
 
 def prune_uploads(folder: Path, now: float | None = None) -> int:
@@ -190,8 +181,8 @@ def check_server_folder(path: str) -> Path:
     """A directory under ``RESNET_LAB_FOLDERS_ROOT``, resolved (links and ``..`` cannot leave it)."""
     root = folders_root()
     if root is None:
-        raise ClassroomError(f"Server folders are off; the administrator can set {FOLDERS_ROOT_ENV} to allow them.")
+        raise ClassroomError("classroom.folders_off", env=FOLDERS_ROOT_ENV)
     target = (root / path).resolve()
     if not target.is_relative_to(root):
-        raise ClassroomError(f"Only folders under {root} can be used; give a path inside it.")
+        raise ClassroomError("classroom.outside_root", root=str(root))  # the page shows the root: a str
     return target

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_core.messages import LabError
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -20,13 +22,13 @@ AUGMENTATIONS = ("none", "crop", "flip", "crop+flip", "affine", "affine+flip")
 TRAINABLE = ("all", "last-stage", "head")  # transfer learning: which part learns
 
 
-class ConfigError(ValueError):
+class ConfigError(LabError, ValueError):
     """A configuration a user wrote that cannot run; the message names the valid choices."""
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} {value!r} is not one of: {', '.join(choices)}.")
+        raise ConfigError("config.not_one_of", name=name, value=value, choices=", ".join(choices))
 
 
 @dataclass
@@ -72,21 +74,21 @@ class TrainConfig:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size}
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+                raise ConfigError("config.whole_number", name=name, value=value)
         if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, not {self.lr!r}.")
+            raise ConfigError("config.lr", value=self.lr)
         if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}.")
+            raise ConfigError("config.label_smoothing", value=self.label_smoothing)
         if self.weight_decay < 0 or self.pad < 0 or self.workers < 0:
-            raise ConfigError("weight_decay, pad and workers cannot be negative.")
+            raise ConfigError("config.negative")
         if not (0 <= self.rotate <= 180 and 0 <= self.zoom < 1):
-            raise ConfigError(f"rotate must be 0-180 degrees and zoom in [0, 1), not {self.rotate} and {self.zoom}.")
+            raise ConfigError("config.affine", rotate=self.rotate, zoom=self.zoom)
         if not 0 < self.backbone_lr_scale <= 10:
-            raise ConfigError(f"backbone_lr_scale must be in (0, 10], not {self.backbone_lr_scale!r}.")
+            raise ConfigError("config.backbone_lr_scale", value=self.backbone_lr_scale)
         if self.labels_per_class is not None and self.labels_per_class < 1:
-            raise ConfigError(f"labels_per_class must be at least 1, not {self.labels_per_class!r}.")
+            raise ConfigError("config.labels_per_class", value=self.labels_per_class)
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
-            raise ConfigError(f"image_size must be between 8 and 1024 px, not {self.image_size}.")
+            raise ConfigError("config.image_size", value=self.image_size)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,7 +100,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"Unknown config keys {unknown}; valid keys are: {', '.join(sorted(known))}.")
+            raise ConfigError("config.unknown_keys", unknown=unknown, valid=", ".join(sorted(known)))
         return cls(**data).validate()
 
     def save(self, path: str | Path) -> None:

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnet_core import folders
+from resnet_core import classroom, folders
 from resnet_core.checkpoints import atomic_write_text
+from resnet_core.messages import LabError
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SPLITS = ("train", "test")
@@ -40,7 +41,7 @@ def data_root() -> Path:
     return lab_home() / "data"
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(LabError, RuntimeError):
     """A dataset that cannot be loaded here; the message says what to do instead."""
 
 
@@ -126,7 +127,7 @@ class LabData:
         return LabData(self.name, self.split, self.classes, self.channels, self.size, self.targets[:n], images, files)
 
 
-# Presets: measured on 2 CPU cores (see benchmarks/train_presets.py and the README). Small
+# Presets: measured on 2 CPU cores (see benchmarks/train_presets.py and benchmarks/README.md). Small
 # batches win here: with 8-12k images, 5-6 epochs at batch 64 give twice the SGD steps of
 # batch 128 for ~5 % less throughput. Fashion-MNIST items are centred and upright, and at
 # 6 epochs the net underfits, so augmentation only slows it; MNIST gains from +-2 px shifts.
@@ -281,13 +282,31 @@ def unpacked_bytes(source: str | Path) -> int:
         return Path(source).stat().st_size
 
 
-def remove_folder(name: str) -> None:
+def version(name: str) -> int:
+    """What changes when dataset ``name`` becomes other data: a folder's index file's time (a
+    folder deleted and added again under its name); 0 for the built-in sets."""
+    try:
+        return 0 if name in BUILTIN else (folders.folders_dir(data_root()) / name / "index.json").stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def folder_owner(name: str) -> str | None:
+    """Who added folder dataset ``name`` (an owner id; None: the shell, or before owners were kept)."""
+    index = folders.read_index(data_root(), name) if name not in BUILTIN else None
+    return (index or {}).get("owner")
+
+
+def remove_folder(name: str, actor: classroom.Actor | None = None) -> None:
     """Delete folder dataset ``name`` from the lab: its index, cache and unpacked zip. A server
-    directory registered in place is only forgotten: its images are never touched."""
+    directory registered in place is only forgotten: its images are never touched. ``actor``: a
+    browser may delete only what it added (the teacher anything; None is the shell)."""
     target = folders.folders_dir(data_root()) / name
     if name in BUILTIN or not (target / "index.json").is_file():
         choices = ", ".join(list_datasets("folder")) or "none"
-        raise ValueError(f"No folder dataset named {name!r}; choose one of: {choices}.")
+        raise folders.FolderError("folder.unknown", name=name, choices=choices)
+    if not classroom.may_act(actor, folder_owner(name)):
+        raise classroom.NotYours("folder.not_yours", name=name)
     # Renamed first, so a reader sees the dataset whole or not at all, never half deleted.
     doomed = target.with_name(f".{name}.{os.getpid()}.deleting")
     target.rename(doomed)
@@ -306,7 +325,7 @@ def get_spec(name: str) -> DatasetSpec:
     index = folders.read_index(data_root(), name)
     if index is None:
         valid = ", ".join(list(BUILTIN) + folders.list_folders(data_root()))
-        raise DatasetUnavailable(f"Unknown dataset {name!r}; choose one of: {valid}.")
+        raise DatasetUnavailable("data.unknown", name=name, valid=valid)
     return DatasetSpec(
         name,
         "folder",
@@ -357,12 +376,8 @@ def _unpack_sample(spec: DatasetSpec) -> Path:
     return root
 
 
-def _offline_sentence(spec: DatasetSpec, root: Path, err: Exception) -> str:
-    return (
-        f"Could not download {spec.tv_class} ({err.__class__.__name__}: the network seems unreachable). "
-        f"Put its files in {root} by hand, as torchvision.datasets.{spec.tv_class} lays them out, "
-        "or use the bundled samples mnist-sample or fashion-sample, which work offline."
-    )
+def _offline(spec: DatasetSpec, root: Path, err: Exception) -> DatasetUnavailable:
+    return DatasetUnavailable("data.offline", tv_class=spec.tv_class, kind=err.__class__.__name__, folder=Path(root))
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -395,8 +410,7 @@ def _sample_split(spec: DatasetSpec, split: str) -> tuple[torch.Tensor, torch.Te
             break
         except ValueError as err:
             if attempt == 2:
-                message = f"The bundled {spec.name} sample cannot be read ({err}); reinstall ResNet Lab."
-                raise DatasetUnavailable(message) from err
+                raise DatasetUnavailable("data.sample_broken", name=spec.name, why=str(err)) from err
             for path in paths:
                 path.unlink(missing_ok=True)
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
@@ -415,13 +429,10 @@ def _torchvision_split(spec: DatasetSpec, split: str, download: bool):
         if spec.kind == "sample":
             raise
         if "not found" in str(err).lower() or "download=true" in str(err).lower():
-            raise DatasetUnavailable(
-                f"{spec.name} is not on disk at {root}; download it (needs the network) "
-                "or use the bundled samples mnist-sample or fashion-sample."
-            ) from err
-        raise DatasetUnavailable(_offline_sentence(spec, root, err)) from err
+            raise DatasetUnavailable("data.not_on_disk", name=spec.name, folder=Path(root)) from err
+        raise _offline(spec, root, err) from err
     except OSError as err:  # urllib's URLError, socket errors, DNS failures
-        raise DatasetUnavailable(_offline_sentence(spec, root, err)) from err
+        raise _offline(spec, root, err) from err
 
 
 def _as_uint8_nchw(ds) -> tuple[torch.Tensor, torch.Tensor]:
@@ -579,10 +590,12 @@ def describe(name: str, download: bool = False) -> DatasetInfo:
     return info
 
 
-def add_folder(name: str, source: str | Path, seed: int = 0, confine: bool = False) -> DatasetInfo:
-    """Register a directory or a zip of class sub-folders as dataset ``name`` (``confine``: see
-    :func:`folders.add`)."""
+def add_folder(
+    name: str, source: str | Path, seed: int = 0, confine: bool = False, owner: str | None = None, label: str = ""
+) -> DatasetInfo:
+    """Register a directory or a zip of class sub-folders as dataset ``name`` (``confine``,
+    ``owner``, ``label``: see :func:`folders.add`)."""
     if name in BUILTIN:
-        raise ValueError(f"{name!r} is a built-in dataset; choose another name for your folder.")
-    folders.add(data_root(), name, Path(source), seed=seed, confine=confine)
+        raise folders.FolderError("folder.builtin_name", name=name)
+    folders.add(data_root(), name, Path(source), seed=seed, confine=confine, owner=owner, label=label)
     return describe(name)

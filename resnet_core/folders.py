@@ -36,6 +36,7 @@ from PIL import Image
 
 from resnet_core import imaging
 from resnet_core.checkpoints import CheckpointError, _atomic, atomic_write_text
+from resnet_core.messages import LabError
 
 # A dataset's name is a folder name and part of run names: letters of any script (形状, ants),
 # digits, "-" and "_", not starting with "_" or "-"; Latin letters lower case (two names never
@@ -49,7 +50,7 @@ TEST_DIRS = ("test", "val", "valid", "validation")
 DEFAULT_SIZE = 224  # ImageNet's, so pretrained backbones see what they were trained on
 
 
-class FolderError(ValueError):
+class FolderError(LabError, ValueError):
     """A folder or zip that is not a dataset; the message says what shape is expected."""
 
 
@@ -138,9 +139,7 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise FolderError(
-            f"{zip_path.name} is not a readable zip file; make one with 'Compress' or 'Send to > Compressed folder'."
-        ) from err
+        raise FolderError("folder.bad_zip", zip=zip_path.name) from err
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     with zf:
@@ -148,15 +147,10 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
         declared = sum(m.file_size for m in members)
         packed = sum(m.compress_size for m in members)
         if len(members) > MAX_ZIP_FILES or declared > MAX_ZIP_BYTES:
-            raise FolderError(
-                f"{zip_path.name} unpacks to more than {MAX_ZIP_FILES:,} files or "
-                f"{MAX_ZIP_BYTES // 1024**3} GB; point at a directory on the server instead."
-            )
+            gb = MAX_ZIP_BYTES // 1024**3
+            raise FolderError("folder.zip_too_large", zip=zip_path.name, files=f"{MAX_ZIP_FILES:,}", gb=gb)
         if declared > RATIO_FLOOR and declared > MAX_RATIO * max(packed, 1):
-            raise FolderError(
-                f"{zip_path.name} would expand {declared // max(packed, 1):,} times (a zip bomb?); "
-                "images barely compress, so zip the image files themselves."
-            )
+            raise FolderError("folder.zip_bomb", zip=zip_path.name, ratio=f"{declared // max(packed, 1):,}")
         seen: set[str] = set()
         written = 0
         encodings = _names_encoding(members)
@@ -167,10 +161,7 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
                 continue  # "./" and the like: nothing to write
             target = dest.joinpath(*parts) if parts else None
             if target is None or not target.resolve().is_relative_to(root):
-                raise FolderError(
-                    f"{zip_path.name} has an entry that points outside its folder ({name!r}); "
-                    "zip the class folders themselves, with relative paths."
-                )
+                raise FolderError("folder.zip_escape", zip=zip_path.name, entry=name)
             if (m.external_attr >> 16) & 0o170000 == 0o120000:
                 skipped["links"] += 1  # a symlink could point anywhere on the server
                 continue
@@ -184,9 +175,9 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
                 with zf.open(m) as src, open(target, "xb") as out:
                     written += _copy_limited(src, out, MAX_ZIP_BYTES - written)
             except RuntimeError as err:  # zipfile's word for an encrypted member
-                raise FolderError(f"{zip_path.name} is password-protected; zip the images without a password.") from err
+                raise FolderError("folder.zip_password", zip=zip_path.name) from err
             except (zipfile.BadZipFile, EOFError, zlib.error) as err:
-                raise FolderError(f"{zip_path.name} is damaged ({name}: {err}); zip the folder again.") from err
+                raise FolderError("folder.zip_damaged", zip=zip_path.name, entry=name, why=str(err)) from err
             except OSError:  # a name the file system refuses (too long, a file where a folder is)
                 skipped["unusable names"] += 1
 
@@ -197,9 +188,7 @@ def _copy_limited(src, out, budget: int) -> int:
     while chunk := src.read(1 << 20):
         total += len(chunk)
         if total > budget:
-            raise FolderError(
-                f"The zip unpacks to more than {MAX_ZIP_BYTES // 1024**3} GB; point at a directory instead."
-            )
+            raise FolderError("folder.zip_bytes", gb=MAX_ZIP_BYTES // 1024**3)
         out.write(chunk)
     return total
 
@@ -295,10 +284,7 @@ def scan(data_dir: Path, seed: int = 0, skipped: Counter | None = None, confine:
         classes = sorted(found)
         rows = [(f, c, None) for c in classes for f in found[c]]
     if len(classes) < 2:
-        raise FolderError(
-            f"Found {len(classes)} class folder(s) with images in {label or data_dir.name}; a dataset needs at "
-            "least two sub-folders of images, one per class (e.g. cats/ and dogs/)."
-        )
+        raise FolderError("folder.too_few_classes", n=len(classes), source=label or data_dir.name)
     labels = [classes.index(c) for _, c, _ in rows]
     split = [s for _, _, s in rows]
     if None in split:
@@ -312,20 +298,22 @@ def scan(data_dir: Path, seed: int = 0, skipped: Counter | None = None, confine:
     }
 
 
-def add(root: Path, name: str, source: Path, seed: int = 0, confine: bool = False) -> dict:
+def add(
+    root: Path, name: str, source: Path, seed: int = 0, confine: bool = False, owner: str | None = None, label: str = ""
+) -> dict:
     """Register ``source`` (directory or zip) as folder dataset ``name``; return its index.
 
     ``confine``: links leaving ``source`` are skipped (a browser's server folder; the shell's
-    own datasets may be trees of links into a shared image store)."""
+    own datasets may be trees of links into a shared image store). ``owner``: the browser that
+    added it (``classroom.owner_id``; None from the shell), who may delete it besides the teacher.
+    ``label``: the zip's name as the user knows it (a browser's upload is staged under another)."""
     if not NAME_RE.match(name) or name != name.lower() or name != unicodedata.normalize("NFC", name):
-        raise FolderError(
-            f"Dataset name {name!r} must be 1-40 letters (any language; Latin ones lower case), digits, '-' or '_'."
-        )
+        raise FolderError("folder.bad_name", name=name)
     if not source.exists():
-        raise FolderError(f"{source} does not exist; give a directory or a .zip of class folders.")
+        raise FolderError("folder.no_source", source=source)
     target = folders_dir(root) / name
     if target.exists():
-        raise FolderError(f"A folder dataset named {name!r} exists already; choose another name.")
+        raise FolderError("folder.exists", name=name)
     folders_dir(root).mkdir(parents=True, exist_ok=True)
     # A private staging folder: two students adding the same name at once never share one.
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".staging", dir=folders_dir(root)))
@@ -337,11 +325,12 @@ def add(root: Path, name: str, source: Path, seed: int = 0, confine: bool = Fals
             _safe_extract(source, staging / "files", skipped)
             data_dir = staging / "files"
         else:
-            raise FolderError(f"{source.name} is neither a directory nor a zip of class folders.")
-        index = scan(data_dir, seed, skipped, confine, label=source.name)
+            raise FolderError("folder.not_a_dataset", source=label or source.name)
+        index = scan(data_dir, seed, skipped, confine, label=label or source.name)
         if not source.is_dir():  # our own copy: what the scan skipped is never read, so not kept
             _keep_only(data_dir, {data_dir / f for f in index["files"]})
-        index["source"] = str(source.resolve()) if source.is_dir() else f"zip: {source.name}"
+        index["source"] = str(source.resolve()) if source.is_dir() else f"zip: {label or source.name}"
+        index["owner"] = owner
         index["base"] = str(data_dir) if source.is_dir() else "files"
         index["size"] = _typical_size(data_dir, index["files"])
         index["mean"], index["std"] = _folder_stats(data_dir, index, seed)
@@ -349,7 +338,7 @@ def add(root: Path, name: str, source: Path, seed: int = 0, confine: bool = Fals
         try:
             staging.rename(target)  # the dataset appears whole or not at all
         except OSError as err:  # someone registered the same name while we scanned
-            raise FolderError(f"A folder dataset named {name!r} exists already; choose another name.") from err
+            raise FolderError("folder.exists", name=name) from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -375,10 +364,7 @@ def _base(root: Path, name: str, index: dict) -> Path:
 def split_files(root: Path, name: str, index: dict, split: str) -> tuple[list[Path], list[int]]:
     base = _base(root, name, index)
     if not base.is_dir():
-        raise FolderError(
-            f"The folder dataset {name!r} reads its images from {base}, which is gone; "
-            "put the folder back, or add it again under a new name."
-        )
+        raise FolderError("folder.gone", name=name, folder=base)
     rows = [(base / f, y) for f, y, s in zip(index["files"], index["labels"], index["split"]) if s == split]
     return [f for f, _ in rows], [y for _, y in rows]
 
@@ -404,7 +390,7 @@ def _folder_stats(data_dir: Path, index: dict, seed: int, sample: int = 500) -> 
 def load_image(path: Path, size: int, channels: int) -> torch.Tensor:
     """uint8 CHW as the predict page prepares a photo for this dataset (``imaging``: EXIF rotation,
     transparency on white, 16-bit and CMYK to RGB, then short side to ``size`` and a centre crop)."""
-    image = imaging.decode(path, str(path), imaging.decode_side("natural", size))
+    image = imaging.decode(path, path, imaging.decode_side("natural", size))  # a Path: a page shows no server path
     return imaging.natural(image, size, channels)
 
 
@@ -423,7 +409,7 @@ class FolderImages(torch.utils.data.Dataset):
         try:
             image = load_image(self.files[i], self.size, self.channels)
         except imaging.ImageError as err:
-            raise imaging.ImageError(f"Training cannot read {self.files[i]}: {err}") from err
+            raise imaging.ImageError("folder.unreadable_image", path=Path(self.files[i]), error=err) from err
         return image, int(self.targets[i])
 
 

@@ -37,6 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from resnet_core import classroom
+from resnet_core.messages import LabError, Message
 
 MAX_PIXELS = 50_000_000  # below Pillow's own bomb warning (89 Mpx); a 48 Mpx phone photo still opens
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")  # JPEG includes MPO (phone JPEGs with a second image)
@@ -47,7 +48,7 @@ SMALL_SIDE = 64  # px: an image this small is a scan or a dataset image, its bac
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-class ImageError(ValueError):
+class ImageError(LabError, ValueError):
     """A file that is not a usable image; the message is one sentence for the user."""
 
 
@@ -69,7 +70,7 @@ def max_bytes() -> int:
 def _check_upload_size(size: int, name: str) -> None:
     if size > max_bytes():
         most = classroom.limit("photo_mb")  # the number the uploader and the home page show
-        raise ImageError(f"{name} is larger than {most} MB, this server's limit for a photo; use a smaller photo.")
+        raise ImageError("image.too_large_upload", name=name, most=most)
 
 
 def _read(source: bytes | str | Path, name: str) -> bytes:
@@ -80,15 +81,15 @@ def _read(source: bytes | str | Path, name: str) -> bytes:
     else:
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"{name}: no such file; give the path of {VALID}.")
+            raise ImageError("image.no_file", name=name, valid=VALID)
         if path.stat().st_size > MAX_FILE_BYTES:  # before reading: a huge file is never held
-            raise ImageError(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MB; resize it, or use {VALID}.")
+            raise ImageError("image.too_large_file", name=name, most=MAX_FILE_BYTES // 2**20, valid=VALID)
         raw = path.read_bytes()
     if not raw:
-        raise ImageError(f"{name} is empty; choose {VALID}.")
+        raise ImageError("image.empty", name=name, valid=VALID)
     head = raw[:512].lstrip().lower()
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in raw[:4096].lower()):
-        raise ImageError(f"{name} is an SVG drawing, which is not rendered here; export it as {VALID}.")
+        raise ImageError("image.svg", name=name, valid=VALID)
     return raw
 
 
@@ -117,7 +118,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(source: bytes | str | Path, name: str | None = None, max_side: int | None = None) -> Image.Image:
+def decode(source: bytes | str | Path, name: str | Path | None = None, max_side: int | None = None) -> Image.Image:
     """RGB from untrusted bytes or a file, or :class:`ImageError` with one sentence.
 
     ``max_side``: the caller needs no more than about this many pixels per side, so a JPEG is
@@ -129,7 +130,7 @@ def decode(source: bytes | str | Path, name: str | None = None, max_side: int | 
     try:
         image = Image.open(io.BytesIO(raw), formats=FORMATS)
         if image.width * image.height > MAX_PIXELS:
-            raise ImageError(f"{name} has {image.width}x{image.height} pixels, too many; resize it below 50 Mpx.")
+            raise ImageError("image.too_many_pixels", name=name, width=image.width, height=image.height)
         if max_side and image.format in ("JPEG", "MPO"):
             image.draft("RGB", (max_side, max_side))
         image.load()  # the first frame of an animation
@@ -137,7 +138,7 @@ def decode(source: bytes | str | Path, name: str | None = None, max_side: int | 
     except ImageError:
         raise
     except DECODE_ERRORS as err:
-        raise ImageError(f"{name} is not a readable image ({err.__class__.__name__}); use {VALID}.") from err
+        raise ImageError("image.unreadable", name=name, kind=err.__class__.__name__, valid=VALID) from err
 
 
 def decode_side(style: str, size: int) -> int:
@@ -164,7 +165,7 @@ class Prepared:
 
     tensor: torch.Tensor  # uint8 (C, size, size), before normalisation
     steps: dict[str, np.ndarray] = field(default_factory=dict)  # uint8 images, in the order made
-    problem: str | None = None  # one sentence when nothing plausible was found
+    problem: Message | None = None  # one sentence (a str) when nothing plausible was found
 
 
 def natural(image: Image.Image, size: int, channels: int) -> torch.Tensor:
@@ -313,7 +314,7 @@ def flatten(rgb: np.ndarray, style: str, stroke: float | None = None) -> _Flat:
 class _Found:
     keep: np.ndarray  # (H, W) bool, the object's pixels
     dropped: np.ndarray  # (H, W) bool, what was found and dropped (specks, lines, other things)
-    problem: str | None = None
+    problem: Message | None = None
 
 
 def _gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> int:
@@ -410,7 +411,7 @@ def find_object(f: _Flat, style: str, what: str) -> _Found:
     candidates = _remove_lines(found) if style == "digit" and not small else found
     labels, n = ndimage.label(candidates, structure=np.ones((3, 3)))
     boxes = ndimage.find_objects(labels)
-    nothing = _Found(np.zeros(shape, bool), found, f"No {what} found: the picture looks empty; {_ADVICE[style]}")
+    nothing = _Found(np.zeros(shape, bool), found, _problem("image.nothing_found", style, what))
     if n == 0:
         return nothing
     if small:  # a dataset image or a scan has no specks or clutter: all of it is the object
@@ -442,19 +443,17 @@ def find_object(f: _Flat, style: str, what: str) -> _Found:
     keep = np.isin(labels, ids[near])
     problem = None
     if not small and size < 0.08 * max(shape):
-        share = size / max(shape)
-        problem = f"The {what} is too small in this picture ({share:.0%} of its width); {_ADVICE[style]}"
+        problem = _problem("image.too_small", style, what, share=f"{size / max(shape):.0%}")
     elif not small and _touches(boxes[main], shape) == 4:
-        problem = (
-            f"The {what} reaches every edge of the picture, so it cannot be told from the background; {_ADVICE[style]}"
-        )
+        problem = _problem("image.every_edge", style, what)
     return _Found(keep, found & ~keep, problem)
 
 
-_ADVICE = {
-    "digit": "photograph one dark digit on plain paper, filling about half the frame.",
-    "item": "photograph one piece of clothing on a plain light background, with a margin all round.",
-}
+def _problem(key: str, style: str, what: str, **values) -> Message:
+    """Why a photo is not answered, with the advice for its style ("digit" or "item"); ``what``
+    names the object in English (the caller's noun), a page names it in the visitor's language."""
+    noun, advice = Message(f"image.what.{style}", what=what), Message(f"image.advice.{style}")
+    return Message(key, what=noun, advice=advice, **values)
 
 
 def stroke_width(mask: np.ndarray) -> float:

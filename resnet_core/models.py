@@ -19,10 +19,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from resnet_core.messages import LabError
 
 
 def load_torchvision():
@@ -173,7 +176,7 @@ def adapt_stem(model: nn.Module, in_channels: int, small_input: bool) -> nn.Modu
     return model
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(LabError, RuntimeError):
     """ImageNet weights were asked for and could not be downloaded or found in the cache."""
 
 
@@ -204,10 +207,12 @@ def imagenet_weights(arch: str) -> Weights:
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
     except (OSError, RuntimeError) as err:  # URLError is an OSError
-        raise WeightsUnavailable(
-            f"Could not download the ImageNet weights for {arch} ({err.__class__.__name__}): "
-            f"the network seems unreachable. Put {weights.url.rsplit('/', 1)[-1]} in "
-            f"{torch.hub.get_dir()}/checkpoints by hand, or train from scratch."
+        raise WeightsUnavailable(  # the folder for the shell; a page names the file alone (ui.common.error_text)
+            "models.weights_offline",
+            arch=arch,
+            kind=err.__class__.__name__,
+            file=weights.url.rsplit("/", 1)[-1],
+            folder=Path(torch.hub.get_dir()) / "checkpoints",
         ) from err
     return dataclasses.replace(prep, state=state)
 

@@ -43,6 +43,7 @@ from resnet_core import classroom, engine, stopping
 from resnet_core.checkpoints import CheckpointError, atomic_write_text
 from resnet_core.config import TrainConfig
 from resnet_core.data import lab_home
+from resnet_core.messages import LabError, Message, message
 
 ACTIVE = ("queued", "starting", "resuming", "running")  # not yet ended
 PAIR = "pair"  # the group kind of a plain net and its residual twin trained side by side
@@ -61,12 +62,28 @@ WATCH_EVERY_S = 5.0  # how soon the watchdog notices a killed trainer; idle, a t
 NOTE = "failure.json"
 NOTE_BYTES = 4096  # one file-system block, written when training starts and overwritten in place
 LOW_DISK_BYTES = 64 * 2**20  # below this a trainer cannot save a checkpoint (a ResNet-18 last.pt is ~90 MB)
-KILLED = "The training process was killed before it could say so; resume it, or see train.log."
-DISK_FULL = (
-    "The disk holding {folder} is full ({why}): free space there, then resume the run; "
-    "the checkpoints it saved before are intact."
-)
+KILLED = Message("run.killed")
 log = logging.getLogger(__name__)
+
+
+class RunError(LabError, RuntimeError):
+    """A run that cannot be resumed, deleted or trained now; the message says why and what to do."""
+
+
+def _failure(error: str, cause: BaseException | None = None) -> dict[str, Any]:
+    """Status fields for why a run ended: the English sentence, and the key and values of it (or of
+    the core's refusal that caused it), so a page says it in the visitor's language, quoting no
+    folder of the lab's (``ui.common.error_text``)."""
+    keyed = message(error) or (message(cause) if cause is not None else None)
+    return {"error": str(error), "error_message": keyed.to_json() if keyed else None}
+
+
+def failure(status: dict[str, Any]) -> str:
+    """Why a run ended, as recorded: its keyed :class:`Message` where there is one, else the English."""
+    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError, IndexError):
+        if status.get("error_message"):  # written by this version; a key since renamed reads as English
+            return Message.from_json(status["error_message"])
+    return status.get("error") or ""
 
 
 def runs_dir() -> Path:
@@ -275,7 +292,8 @@ def reconcile() -> list[Path]:
             if status["state"] in ACTIVE:
                 continue
             with contextlib.suppress(OSError, CheckpointError):
-                update_status(run_dir, state=status["state"], error=status.get("error", KILLED), ended=time.time())
+                said = {k: status.get(k) for k in ("error", "error_message")} if "error" in status else _failure(KILLED)
+                update_status(run_dir, state=status["state"], ended=time.time(), **said)
                 ended.append(run_dir)
     return ended
 
@@ -421,7 +439,7 @@ def spawn(run_dir: Path, resume: bool = False, nproc: int = 1, pair: bool = Fals
                 cwd=os.getcwd(),
             )
     except OSError as err:  # no memory to fork, no cwd, no file descriptors: never "starting" for ever
-        update_status(run_dir, state="failed", ended=time.time(), error=f"Could not start the trainer: {err}")
+        update_status(run_dir, state="failed", ended=time.time(), **_failure(Message("run.no_start", why=str(err))))
         raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
@@ -483,9 +501,9 @@ def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
         status = read_status(run_dir)
         classroom.check_may_act(actor, status.get("owner"), run_dir.name)
         if not (run_dir / "last.pt").is_file():
-            raise RuntimeError(f"{run_dir.name} has no last.pt to resume from; start a new run instead.")
+            raise RunError("run.nothing_to_resume", run=run_dir.name)
         if status["state"] in ACTIVE:
-            raise RuntimeError(f"{run_dir.name} is still running; stop it before resuming.")
+            raise RunError("run.running_resume", run=run_dir.name)
         extra = _config(run_dir).get("extra") or {}
         group = extra.get("group") if group_kind(extra) == PAIR else None
         rows = list_runs()
@@ -493,11 +511,9 @@ def resume(run_dir: Path, actor: classroom.Actor | None = None) -> None:
             # Queued as a launch is; a twin whose pair still trains is part of a job already counted.
             classroom.check_queue(actor, *_active_runs(actor.owner if actor else None, rows))
         if status["state"] not in RESUMABLE:  # finished: a second click from another browser lands here
-            raise RuntimeError(
-                f"{run_dir.name} has finished all its epochs; start a new run, or fine-tune it on Transfer."
-            )
+            raise RunError("run.finished", run=run_dir.name)
         (run_dir / "STOP").unlink(missing_ok=True)
-        update_status(run_dir, state="queued", resume=True, pid=None, pid_start=None, error=None)
+        update_status(run_dir, state="queued", resume=True, pid=None, pid_start=None, error=None, error_message=None)
         dispatch()
 
 
@@ -532,7 +548,7 @@ def delete(run_dir: Path, actor: classroom.Actor | None = None) -> None:
         status = read_status(run_dir)
         classroom.check_may_act(actor, status.get("owner"), run_dir.name)
         if status["state"] in ACTIVE:
-            raise RuntimeError(f"{run_dir.name} is still running; stop it before deleting.")
+            raise RunError("run.running_delete", run=run_dir.name)
         # Renamed first, so a listing never sees a half-deleted run; then removed at leisure.
         doomed = run_dir.with_name(f".deleted-{run_dir.name}-{time.time_ns()}")  # unique: an old one may linger
         run_dir.rename(doomed)
@@ -610,7 +626,7 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     orphan = status.get("state") in ("starting", "resuming") and not status.get("pid") and on_this_host
     if orphan and time.time() - status.get("updated", time.time()) > ORPHAN_AFTER_S:
         status["state"] = "interrupted"
-        status["error"] = "The server stopped before this run's trainer started; resume it, or start it again."
+        status.update(_failure(Message("run.never_started")))
     return status
 
 
@@ -624,12 +640,12 @@ def _cause_of_death(run_dir: Path, status: dict[str, Any]) -> dict[str, str]:
     """
     note = _read_note(run_dir)
     if note.get("error") and (note.get("pid"), note.get("pid_start")) == (status["pid"], status.get("pid_start")):
-        return {"state": "failed", "error": note["error"]}
+        return {"state": "failed", "error": note["error"], "error_message": note.get("message")}
     with contextlib.suppress(OSError):
         free = shutil.disk_usage(run_dir).free
         if free < LOW_DISK_BYTES:
-            return {"state": "interrupted", "error": DISK_FULL.format(folder=run_dir, why=f"{free // 2**20} MB free")}
-    return {"state": "interrupted", "error": KILLED}
+            return {"state": "interrupted", **_failure(_disk_full(run_dir, f"{free // 2**20} MB free"))}
+    return {"state": "interrupted", **_failure(KILLED)}
 
 
 def _reserve_note(run_dir: Path) -> None:
@@ -638,10 +654,15 @@ def _reserve_note(run_dir: Path) -> None:
         _write_note(run_dir, b"")
 
 
-def _leave_note(run_dir: Path, error: str) -> None:
+def _leave_note(run_dir: Path, error: str, cause: BaseException | None = None) -> None:
     """Say why this trainer failed in its reserved note, when status.json could not be replaced."""
-    note = {"pid": os.getpid(), "pid_start": _start_time(os.getpid()), "error": error}
+    said = _failure(error, cause)
+    note = {"pid": os.getpid(), "pid_start": _start_time(os.getpid()), "error": said["error"]}
+    note["message"] = said["error_message"]
     data = json.dumps(note, ensure_ascii=False).encode("utf-8")
+    if len(data) > NOTE_BYTES:  # the English alone, shortened below if need be
+        note["message"] = None
+        data = json.dumps(note, ensure_ascii=False).encode("utf-8")
     while len(data) > NOTE_BYTES:  # a long path in another script: shorter, never past the reserved bytes
         note["error"] = note["error"][: len(note["error"]) // 2]
         data = json.dumps(note, ensure_ascii=False).encode("utf-8")
@@ -667,6 +688,10 @@ def _read_note(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def _disk_full(run_dir: Path, why: str) -> Message:
+    return Message("run.disk_full", folder=Path(run_dir), why=why)
+
+
 def failure_message(err: BaseException, run_dir: Path) -> str:
     """The sentence a failed run shows: a full disk says so and what to do; anything else as raised."""
     cause: BaseException | None = err
@@ -674,7 +699,7 @@ def failure_message(err: BaseException, run_dir: Path) -> str:
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return DISK_FULL.format(folder=run_dir, why=os.strerror(cause.errno))
+            return _disk_full(run_dir, os.strerror(cause.errno))
         cause = cause.__cause__ or cause.__context__
     return f"{err.__class__.__name__}: {err}"
 
@@ -931,7 +956,7 @@ def train_run(run_dir: Path, resume: bool = False, echo=None) -> dict[str, Any]:
     """Train the run in ``run_dir`` in this process (what ``launch`` starts)."""
     run_dir = Path(run_dir)
     if not _claim(run_dir):
-        raise RuntimeError(f"{run_dir.name} is being trained by another process already.")
+        raise RunError("run.claimed", run=run_dir.name)
     config = TrainConfig.load(run_dir / "config.json")
     config.run_dir = str(run_dir)
     if engine.world()[0] == 0:
@@ -957,9 +982,9 @@ def _record_failure(run_dir: Path, err: BaseException) -> None:
     replaced, leave the sentence in the reserved note for ``read_status`` to find."""
     error = failure_message(err, run_dir)
     try:
-        update_status(run_dir, state="failed", ended=time.time(), error=error)
+        update_status(run_dir, state="failed", ended=time.time(), **_failure(error, err))
     except (OSError, CheckpointError):
-        _leave_note(run_dir, error)
+        _leave_note(run_dir, error, err)
 
 
 def progress(run_dir: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import torch
 import torchvision
 
 from resnet_core import data, precision
+from resnet_core.messages import Message
 
 # Where torchvision's downloads come from; reaching one answers "can we download?".
 PROBE_HOSTS = (("download.pytorch.org", 443), ("ossci-datasets.s3.amazonaws.com", 443))
@@ -52,6 +53,14 @@ def devices() -> list[dict]:
     return found
 
 
+def precision_problem() -> Message | None:
+    """:func:`precision.setting_problem`'s sentence with its key, for the home page (None: none)."""
+    if precision.setting_problem() is None:
+        return None
+    value = os.environ.get(precision.ENV, "auto").strip().lower() or "auto"
+    return Message("precision.bad_setting", env=precision.ENV, value=value, choices=", ".join(precision.CHOICES))
+
+
 def environment(check_network: bool = True) -> dict:
     return {
         "python": platform.python_version(),
@@ -62,7 +71,7 @@ def environment(check_network: bool = True) -> dict:
         # What a run on the default device computes in unless --no-amp (the CPU's: also prediction's).
         "precision": {"cpu": precision.resolve("cpu").label, "cuda": precision.resolve("cuda").label},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "precision_problem": precision.setting_problem(),
+        "precision_problem": precision_problem(),
         "network": network_reachable() if check_network else None,
         "datasets_on_disk": [n for n in data.list_datasets() if data.is_present(n)],
         "lab_home": str(data.lab_home()),

@@ -15,6 +15,7 @@ from torch import nn
 
 from resnet_core import models
 from resnet_core.checkpoints import describe_mismatch, load_weights_file
+from resnet_core.messages import LabError
 
 HEAD_NAMES = ("fc", "classifier", "head")
 COUNTER = "num_batches_tracked"  # a batch norm's step count, see match()
@@ -48,7 +49,7 @@ def replace_head(model: nn.Module, num_classes: int) -> tuple[str, str]:
     return f"{name}: Linear({old.in_features}, {old.out_features})", f"{name}: Linear({new.in_features}, {num_classes})"
 
 
-class TransferError(ValueError):
+class TransferError(LabError, ValueError):
     """Pretrained weights that cannot serve as this model's backbone; the message says what to pick."""
 
 
@@ -145,11 +146,7 @@ def load_backbone(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str,
 
 def _refuse_empty(report: dict, label: str, arch: str, own: dict, state: dict) -> None:
     if not report["loaded"]:
-        detail = describe_mismatch(own, state)
-        raise TransferError(
-            f"No tensor of {label} fits {arch} ({detail}), so it would train from scratch; "
-            "choose the architecture the weights were trained as."
-        )
+        raise TransferError("transfer.nothing_fits", source=label, arch=arch, detail=describe_mismatch(own, state))
 
 
 def last_stage(model: nn.Module) -> str:
@@ -286,7 +283,7 @@ def save_uploaded_weights(raw: bytes, folder: Path) -> Path:
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"The file is not a readable PyTorch weights file ({err.__class__.__name__}).") from err
+        raise TransferError("transfer.unreadable_upload", kind=err.__class__.__name__) from err
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if (
@@ -294,7 +291,7 @@ def save_uploaded_weights(raw: bytes, folder: Path) -> Path:
         or not obj
         or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
-        raise ValueError("The file is not a state_dict: save one with torch.save(model.state_dict(), path).")
+        raise TransferError("transfer.not_state_dict")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}.pth"
     try:  # uploaded again: the upload-days limit counts from today, or the pruner takes it from a queued run

@@ -1,8 +1,8 @@
 """A real server driven by protocol-level clients (benchmarks/protocol_client.py), on loopback.
 
-The speed figures come from the benchmark itself (README, "Running it for a class"); these
-tests only check what must hold whatever the machine: no errors, no exception boxes, no
-disconnects, one script run per deep link, one trainer per run.
+The speed figures come from the benchmark itself (benchmarks/README.md, "A class on one 2-core
+server"); these tests only check what must hold whatever the machine: no errors, no exception
+boxes, no disconnects, one script run per deep link, one trainer per run.
 """
 
 from __future__ import annotations

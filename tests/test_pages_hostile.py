@@ -285,5 +285,7 @@ def test_zips_stop_when_the_labs_datasets_reach_their_disk_limit(lab, tmp_path, 
     assert data.list_datasets("folder") == ["pets"]
     assert main(["datasets", "delete", "pets"]) == 0 and data.list_datasets("folder") == []
     assert data.folders_bytes() == 0
-    at = add_folder_via_page(at, "more", make_zip(tmp_path / "y.zip", half).read_bytes())
+    # A fresh page: AppTest's client cannot send a select box whose chosen "pets" has left its options
+    # (a browser can; the page then shows the first dataset).
+    at = add_folder_via_page(app("data"), "more", make_zip(tmp_path / "y.zip", half).read_bytes())
     assert not at.error and data.list_datasets("folder") == ["more"]

@@ -10,13 +10,13 @@ import re
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import streamlit as st
 from streamlit.runtime import Runtime
 
-from resnet_core import catalog, classroom, data, predict, system
+from resnet_core import catalog, classroom, data, messages, predict, system
 from resnet_core import monitor as runs_monitor
 from ui.i18n import t
 
@@ -218,6 +218,7 @@ def current_checkpoint() -> str | None:
 
 def sidebar() -> None:
     """Language, device in use, and the "current" checkpoint, on every page."""
+    from ui import classmates  # it draws on this module's helpers
     from ui.i18n import LANGUAGES, language
 
     with st.sidebar:
@@ -238,6 +239,7 @@ def sidebar() -> None:
             st.session_state["checkpoint"] = st.session_state["checkpoint_auto"] = paths[default_checkpoint(ckpts)]
         st.selectbox(t("sidebar.checkpoint"), paths, format_func=labels.get, key="checkpoint", on_change=chose)
         pin_for_class(st.session_state["checkpoint"])
+        classmates.nickname_box()
         teacher_sign_in()
 
 
@@ -258,7 +260,7 @@ def pin_for_class(path: str) -> None:
             catalog.pin(path, actor())
             st.toast(t("sidebar.pinned"))
         except (OSError, classroom.ClassroomError) as err:
-            st.error(plain(err))
+            st.error(error_text(err))
 
 
 def actor() -> classroom.Actor:
@@ -313,6 +315,36 @@ def plain(text: str) -> str:
     """A user's text (a class folder's name, a zip member, a file's keys) made inert inside
     Markdown: every mark escaped, and line breaks (a heading or a rule on the next line) spaced."""
     return MARKDOWN_SPECIAL.sub(r"\\\1", re.sub(r"\s", " ", str(text)))
+
+
+def error_text(err: BaseException | str) -> str:
+    """What the core said (a refusal raised, a sentence returned), in the visitor's language and
+    inert: its ``error.<key>`` from the catalogue, every value the user's text made plain, a path
+    named by its place in the lab or by its name alone (never the server's folders); anything
+    without a key as written, made plain."""
+    said = messages.message(err)
+    if said is None:
+        return plain(err)
+
+    def shown(value) -> str:
+        if isinstance(value, (messages.Message, messages.LabError)):
+            return error_text(value)
+        if isinstance(value, PurePath):
+            with contextlib.suppress(ValueError):
+                return plain(Path(value).resolve().relative_to(data.lab_home()))
+            return plain(value.name)
+        return plain(value)
+
+    return t(f"error.{said.key}", **{k: shown(v) for k, v in said.values.items()})
+
+
+def tight(fig):
+    """A figure without a title of its own, with a thin top margin. Plotly keeps 100 px above a plot
+    for a title, and most charts here have none (a subheader or a tab names them), so each stood
+    under a band of blank page. Set on the figure: a default template would also replace
+    Streamlit's theme (its colours)."""
+    fig.update_layout(margin={"t": 30, "b": 40})
+    return fig
 
 
 def chart_text(text: str) -> str:

@@ -10,7 +10,7 @@ import streamlit as st
 from resnet_core import classroom, data, strategies
 from resnet_core import config as cfg
 from resnet_core.checkpoints import CheckpointError
-from ui.common import actor, checkpoint_label, checkpoints, dataset_label, plain
+from ui.common import actor, checkpoint_label, checkpoints, dataset_label, error_text, tight
 from ui.i18n import t
 
 POLL_S = 2.0  # a comparison's table refreshes this often while a run of it is queued or training
@@ -42,7 +42,7 @@ def launch_form() -> None:
             group = strategies.launch(backbone, target, int(k), actor=actor(), epochs=int(epochs))
             st.session_state["compare_group"] = group
         except USER_ERRORS as err:
-            st.error(plain(err))
+            st.error(error_text(err))
 
 
 def results(group: str, was_active: bool) -> None:
@@ -84,7 +84,7 @@ def results(group: str, was_active: bool) -> None:
             range_y=[0, 1],
             height=320,
         )
-        st.plotly_chart(fig, key=f"compare-{group}")
+        st.plotly_chart(tight(fig), key=f"compare-{group}")
 
 
 def group_label(group: str) -> str:

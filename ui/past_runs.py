@@ -9,12 +9,16 @@ import pandas as pd
 import streamlit as st
 
 from resnet_core import classroom, export, runs
-from ui.common import actor, monitor, plain
+from ui import classmates
+from ui.common import actor, error_text, monitor
 from ui.i18n import t
 
 
 def show(rows: list[dict]) -> None:
     st.subheader(t("train.runs"))
+    me = actor().owner
+    if st.toggle(t("train.only_mine"), key="only_mine", help=t("train.only_mine_help")):
+        rows = [r for r in rows if r.get("owner") == me]
     if not rows:
         st.caption(t("train.no_runs"))
         return
@@ -25,8 +29,9 @@ def show(rows: list[dict]) -> None:
 def table(rows: list[dict]) -> None:
     # From columns, not from the rows' dicts: pandas takes a third of the time (every student's
     # Start press draws this table again).
-    me = actor().owner
-    columns = {t("train.col.run"): [r["run"] for r in rows], t("train.mine"): [r.get("owner") == me for r in rows]}
+    known = classmates.names()
+    columns = {t("train.col.run"): [r["run"] for r in rows]}
+    columns[t("roster.col.student")] = [classmates.student(r.get("owner"), known) for r in rows]
     columns[t("train.col.dataset")] = [r["dataset"] for r in rows]
     columns[t("train.col.model")] = [r["model"] for r in rows]
     columns[t("train.col.state")] = [t(f"state.{r['state']}") for r in rows]
@@ -63,4 +68,4 @@ def actions(rows: list[dict]) -> None:
             st.session_state.pop("watch", None)
             st.rerun()
         except (RuntimeError, classroom.ClassroomError) as err:
-            st.error(plain(err))
+            st.error(error_text(err))

@@ -17,7 +17,7 @@ import streamlit as st
 
 from resnet_core import classroom, data, runs, theory
 from resnet_core import config as cfg
-from ui.common import actor, dataset_label, devices, monitor, plain
+from ui.common import actor, dataset_label, devices, error_text, monitor
 from ui.i18n import language, t
 
 KEY = "overlay_runs"  # the multiselect's key: a pair launched here fills it
@@ -47,7 +47,7 @@ def pair_form() -> None:
     try:
         made = runs.launch_group(theory.pair_configs(dataset, int(depth), int(epochs)), actor=actor())
     except (cfg.ConfigError, classroom.ClassroomError, ValueError, OSError) as err:
-        st.error(plain(err))
+        st.error(error_text(err))
         return
     st.session_state["watch"] = str(made[1])  # the residual twin in the live panel
     st.session_state[KEY] = [str(d) for d in made]
