@@ -1,5 +1,6 @@
-"""Predict: photos or the camera through a trained model (each preparation step, top-5, Grad-CAM),
-and the whole test split as a gallery for understanding its mistakes (ui/gallery.py)."""
+"""Predict: photos, the camera or a drawn digit through a trained model (each preparation step,
+top-5, an occlusion or Grad-CAM map with its scale), and the whole test split as a gallery for
+understanding its mistakes (ui/gallery.py)."""
 
 import os
 
@@ -10,13 +11,14 @@ import streamlit as st
 from resnet_core import classroom, predict
 from resnet_core.checkpoints import CheckpointError
 from resnet_core.data import DatasetUnavailable
-from ui import gallery
+from ui import drawpad, gallery
 from ui.common import (
     chart_text,
     checkpoint_index,
     checkpoint_label,
     checkpoints,
     enlarge,
+    error_text,
     load_predictor,
     plain,
     require_frame,
@@ -26,35 +28,58 @@ from ui.i18n import class_name, t
 require_frame("pages/predict.py")
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
+SCALE = predict.colour_bar(140, 10)  # the heat map's legend, as wide as the enlarged 28 px map
 
 
-def answer(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: str, alpha: float) -> dict:
+def token(key: str, view: tuple) -> tuple:
+    """What an answer depends on: the model, the upload, and how it is explained (``view``)."""
+    return (predictor_key, key, *view)
+
+
+def answer(predictor: predict.Predictor, key: str, name: str, raw: bytes, view: tuple) -> dict:
     """An upload's answer, kept for this session while the file stays uploaded: a tab switch or a
-    widget elsewhere reruns the page, and must not rerun the network and Grad-CAM on every photo."""
+    widget elsewhere reruns the page, and must not rerun the network and its explanation (occlusion
+    is a few hundred forward passes) on every photo."""
     memo = st.session_state.setdefault("answers", {})
-    token = (predictor_key, key, layer, alpha)
-    if token not in memo:
-        memo[token] = predictor.answer(raw, name, layer=layer, alpha=alpha)
-    return memo[token]
+    method, layer, alpha = view
+    if token(key, view) not in memo:
+        memo[token(key, view)] = predictor.answer(raw, name, layer=layer, alpha=alpha, method=method)
+    return memo[token(key, view)]
 
 
-def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, layer: str, alpha: float) -> None:
+def explain(col, out: dict) -> None:
+    """The heat map, its colour scale and what one cell of it is (the layer's resolution or the patch)."""
+    why, label = out["explanation"], plain(class_name(out["top"][0]["label"]))
+    (h, w), (gh, gw) = why.size, why.grid
+    col.image(enlarge(out["cam"]), caption=t("predict.cam" if why.method == "gradcam" else "predict.cam_occlusion"))
+    col.image(SCALE)
+    if why.method == "occlusion":
+        col.caption(t("predict.scale.occlusion", label=label, points=100 * why.peak))
+        col.caption(t("predict.res.occlusion", patch=why.patch, stride=why.stride, h=h, w=w, gh=gh, gw=gw))
+    else:
+        col.caption(t("predict.scale.gradcam", label=label))
+        col.caption(t("predict.res.gradcam", layer=why.layer, gh=gh, gw=gw, h=h, w=w, cell=round(h / gh)))
+
+
+def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, view: tuple) -> None:
     """One upload: its preparation step by step, then the answer or the sentence saying why not."""
     try:
-        out = answer(predictor, key, name, raw, layer, alpha)
+        out = answer(predictor, key, name, raw, view)
     except predict.ImageError as err:
-        st.error(plain(err))  # it quotes the file's name: the uploader's text
+        st.error(error_text(err))  # it quotes the file's name: the uploader's text
         return
     st.text(name, help=t("predict.steps_help"))  # a file name is text, never Markdown
     cols = st.columns(5)
+    # One width for every step: a 12-megapixel photo and its 28 px input side by side. A small step is
+    # enlarged pixel by pixel first, so the browser's scaling does not blur it.
     for col, (step, image) in zip(cols, out["prepared"].steps.items()):
-        col.image(enlarge(image) if max(image.shape[:2]) < 140 else image, caption=t(f"predict.step.{step}"))
+        col.image(enlarge(image, 280), caption=t(f"predict.step.{step}"), width="stretch")
     if out["problem"]:
-        st.warning(out["problem"])
+        st.warning(error_text(out["problem"]))
         return
     top = out["top"]
     a, c = st.columns([1, 4])
-    a.image(enlarge(out["cam"]), caption=t("predict.cam"))
+    explain(a, out)
     # Class names are a folder's names, the user's text: Plotly renders <b> and <br> in labels.
     label, prob = t("predict.col.label"), t("predict.col.probability")
     frame = pd.DataFrame({label: [chart_text(class_name(r["label"])) for r in top], prob: [r["prob"] for r in top]})
@@ -82,7 +107,7 @@ try:
     predictor = load_predictor(path)
     predictor_key = (path, os.path.getmtime(path))  # a checkpoint rewritten in place is another model
 except (CheckpointError, OSError) as err:
-    st.error(plain(err))  # it may quote a path under the lab's home
+    st.error(error_text(err))  # it may quote a path under the lab's home
     st.stop()
 
 
@@ -97,24 +122,44 @@ with tab_upload:
     layers = predictor.cam_layers()
     if st.session_state.get("cam_layer") not in layers:  # default: the deepest stage of this model
         st.session_state["cam_layer"] = layers[-1]
-    c1, c2 = st.columns(2)
-    layer = c1.selectbox(t("predict.cam_layer"), layers, key="cam_layer", help=t("predict.cam_layer_help"))
+    if st.session_state.get("cam_method") not in predict.METHODS:  # occlusion for small inputs
+        st.session_state["cam_method"] = predictor.default_method()
+    c0, c1, c2 = st.columns(3)
+    method = c0.selectbox(
+        t("predict.method"),
+        predict.METHODS,
+        key="cam_method",
+        format_func=lambda m: t(f"predict.method.{m}"),
+        help=t("predict.method_help"),
+    )
+    gradcam = method == "gradcam"
+    layer = c1.selectbox(
+        t("predict.cam_layer"), layers, key="cam_layer", help=t("predict.cam_layer_help"), disabled=not gradcam
+    )
     alpha = c2.slider(t("predict.cam_alpha"), 0.0, 1.0, 0.5, step=0.05, key="cam_alpha")
+    view = (method, layer if gradcam else None, alpha)  # occlusion has no layer: another keeps its answer
     # The browser refuses a larger file; imaging refuses it again for a client that skips the browser.
     # st.camera_input has no size option (Streamlit 1.67): its shots meet imaging's check alone.
     files = st.file_uploader(
         t("predict.upload"), type=IMAGE_TYPES, accept_multiple_files=True, max_upload_size=classroom.limit("photo_mb")
     )
     for f in files or []:
-        show(predictor, f.file_id, f.name, f.getvalue(), layer, alpha)
+        show(predictor, f.file_id, f.name, f.getvalue(), view)
     shot = st.camera_input(t("predict.camera")) if st.toggle(t("predict.camera")) else None
     if shot is not None:
-        show(predictor, shot.file_id, "camera.jpg", shot.getvalue(), layer, alpha)
-    # Answers no longer shown (a file removed, another checkpoint, layer or opacity) are let go.
-    kept = {(predictor_key, f.file_id, layer, alpha) for f in [*(files or []), *([shot] if shot else [])]}
+        show(predictor, shot.file_id, "camera.jpg", shot.getvalue(), view)
+    drawn = None
+    # A pad for the digits datasets; drawn dark on white, prepared as a photo of a page.
+    if predictor.style == "digit" and drawpad.available() and st.toggle(t("predict.draw"), key="draw"):
+        drawn = drawpad.drawing()
+        if drawn is not None:
+            show(predictor, drawn[0], t("predict.drawing"), drawn[1], view)
+    # Answers no longer shown (a file removed, another checkpoint, method, layer or opacity) are let go.
+    shown_ids = [f.file_id for f in [*(files or []), *([shot] if shot else [])]] + ([drawn[0]] if drawn else [])
+    kept = {token(key, view) for key in shown_ids}
     memo = st.session_state.get("answers", {})
-    for token in [k for k in memo if k not in kept]:
-        del memo[token]
+    for stale in [k for k in memo if k not in kept]:
+        del memo[stale]
 
 
 def show_gallery() -> None:
@@ -122,7 +167,7 @@ def show_gallery() -> None:
         with st.spinner(t("predict.evaluating")):
             result = gallery.evaluate(path, os.path.getmtime(path))
     except (OSError, ValueError, DatasetUnavailable) as err:  # a folder checkpoint's dataset may be gone
-        st.error(plain(err))  # it may name the folder: the user's text
+        st.error(error_text(err))  # it may name the folder: the user's text
         return
     gallery.render(result)
 

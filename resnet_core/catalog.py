@@ -81,7 +81,7 @@ def pinned() -> str | None:
 def pin(checkpoint: str | Path | None, actor: classroom.Actor | None = None) -> None:
     """Make ``checkpoint`` the class's default (None unpins). In classroom mode only the teacher may."""
     if classroom.enabled() and actor is not None and not actor.teacher:
-        raise classroom.ClassroomError("Only the teacher can choose the class's model.")
+        raise classroom.ClassroomError("classroom.teacher_only")
     value = None if checkpoint is None else str(checkpoint)
     if value is not None and not Path(value).is_file():
         raise FileNotFoundError(f"{Path(value).parent.name} has no checkpoint to pin.")

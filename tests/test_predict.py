@@ -125,7 +125,7 @@ def test_the_default_presets_read_photo_like_images(lab, dataset, folder, goal):
     assert len(files) >= 200
     hits = 0
     for f in files:
-        out = p.answer(f.read_bytes(), f.name, k=1)
+        out = p.answer(f.read_bytes(), f.name, k=1, method="gradcam")  # the labels are judged: the cheaper map
         hits += bool(out["top"]) and out["top"][0]["index"] == int(f.stem.split("-")[1])
     assert hits / len(files) >= goal, f"{hits}/{len(files)}"
 
