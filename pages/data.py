@@ -44,6 +44,21 @@ def pca(name: str, version: int) -> dict:
     return explore.pca_map(name)
 
 
+def skip_reason(reason: str) -> str:
+    """Why folders.scan skipped files (its counter's keys), in the visitor's language."""
+    return t_or(f"skip.{reason}", reason)
+
+
+def source_line(name: str, source: str) -> str:
+    """Where a dataset came from: the bundled sets' own sentence; a zip by the name it was uploaded
+    under; a server folder by its last part only (the server's folders are not a student's business)."""
+    if name in data.BUILTIN:
+        return t_or(f"source.{name}", plain(source))
+    if source.startswith("zip: "):
+        return plain(source)
+    return t("data.source_folder", folder=plain(Path(source).name))
+
+
 def delete_box(name: str) -> None:
     """A folder dataset's delete button, for whoever added it and the teacher; the runs trained on
     it keep their weights (their gallery says the data has gone)."""
@@ -58,8 +73,7 @@ def delete_box(name: str) -> None:
             except (ValueError, OSError, classroom.ClassroomError) as err:
                 st.error(error_text(err))
                 return
-            st.session_state.pop("data_name", None)
-            st.session_state["data_deleted"] = name
+            st.session_state["data_deleted"] = name  # the next run finds it gone and shows the first
             st.rerun()
 
 
@@ -70,12 +84,14 @@ if just_added:
     counts = {k: just_added[k] for k in ("classes", "train", "test")}
     st.success(t("data.add.done", name=plain(just_added["name"]), **counts))
     for reason, n in just_added["skipped"].items():
-        st.write(t("data.add.skip_line", n=n, reason=reason))
+        st.write(t("data.add.skip_line", n=n, reason=skip_reason(reason)))
 if deleted := st.session_state.pop("data_deleted", None):
     st.success(t("data.delete.done", name=plain(deleted)))
 names = data.list_datasets()
 if st.session_state.get("data_name") not in names:  # deleted since: by its owner, the teacher, the shell
-    st.session_state.pop("data_name", None)
+    # Set, not dropped: a dropped key lets the browser keep showing the old name over the first
+    # dataset's numbers (Streamlit 1.67).
+    st.session_state["data_name"] = names[0]
 name = st.selectbox(t("data.dataset"), names, format_func=dataset_label, key="data_name")
 version = data.version(name)
 if data.is_present(name):
@@ -101,9 +117,10 @@ cols[1].metric(t("data.train"), f"{sum(info.counts['train']):,}")
 cols[2].metric(t("data.test"), f"{sum(info.counts['test']):,}")
 cols[3].metric(t("data.size"), f"{info.channels}×{info.size}×{info.size}")
 st.caption(t("data.norm", mean=", ".join(f"{m:.4f}" for m in info.mean), std=", ".join(f"{v:.4f}" for v in info.std)))
-st.caption(t("data.source", source=t_or(f"source.{name}", plain(info.source))))
+st.caption(t("data.source", source=source_line(name, info.source)))
 if info.skipped:
-    st.warning(t("data.skipped", detail=", ".join(f"{n} {reason}" for reason, n in info.skipped.items())))
+    detail = ", ".join(f"{n} {skip_reason(reason)}" for reason, n in info.skipped.items())
+    st.warning(t("data.skipped", detail=detail))
 if data.get_spec(name).kind == "folder":
     delete_box(name)
 

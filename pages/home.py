@@ -48,7 +48,9 @@ with right:
 st.subheader(t("home.classroom"))
 st.caption(t("home.classroom.on") if classroom.enabled() else t("home.classroom.off"))
 rows = [{"limit": "max_runs", "variable": "RESNET_LAB_MAX_RUNS", "value": runs.max_concurrent(), "unit": ""}]
-st.dataframe(
+# A static table: it wraps its cells to the page's width, where a data grid cut the long variable
+# names or the unit off at the right edge.
+st.table(
     pd.DataFrame(
         [
             {
@@ -59,14 +61,5 @@ st.dataframe(
             }
             for r in rows + classroom.limits()
         ]
-    ),
-    hide_index=True,
-    # Widths by content: left to itself the table gave the long variable names the room and cut
-    # the unit ("M parameters × epochs") off at the right edge.
-    column_config={
-        t("home.classroom.limit"): st.column_config.TextColumn(width="large"),
-        t("home.classroom.variable"): st.column_config.TextColumn(width="medium"),
-        t("home.classroom.value"): st.column_config.NumberColumn(width="small"),
-        t("home.classroom.unit"): st.column_config.TextColumn(width="medium"),
-    },
+    ).set_index(t("home.classroom.limit")),
 )

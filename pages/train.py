@@ -72,6 +72,11 @@ if start:
             "seed": int(seed),
             "amp": amp,
             "compile": compiled,
+            # A folder's preset starts from ImageNet weights; a model chosen instead that has none
+            # starts from scratch (the run would otherwise fail on its first line).
+            "pretrained": ""
+            if preset.pretrained == "imagenet" and model not in models.with_imagenet_weights()
+            else preset.pretrained,
         }
     )
     try:

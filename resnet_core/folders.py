@@ -129,17 +129,18 @@ def _member_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
-def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
+def _safe_extract(zip_path: Path, dest: Path, skipped: Counter, label: str = "") -> None:
     """Extract the regular files of a zip inside ``dest`` only; refuse bombs and traversal.
 
     ``zipfile.extractall`` sanitises names its own way (it drops ``..`` and drive letters and
     carries on), which would hide a hostile archive and merge folders; here every target is
     resolved and must lie inside ``dest``, and a zip that tries to leave it is refused whole.
     """
+    shown = label or zip_path.name  # the name the user knows: a page stages the upload under another
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise FolderError("folder.bad_zip", zip=zip_path.name) from err
+        raise FolderError("folder.bad_zip", zip=shown) from err
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     with zf:
@@ -148,9 +149,9 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
         packed = sum(m.compress_size for m in members)
         if len(members) > MAX_ZIP_FILES or declared > MAX_ZIP_BYTES:
             gb = MAX_ZIP_BYTES // 1024**3
-            raise FolderError("folder.zip_too_large", zip=zip_path.name, files=f"{MAX_ZIP_FILES:,}", gb=gb)
+            raise FolderError("folder.zip_too_large", zip=shown, files=f"{MAX_ZIP_FILES:,}", gb=gb)
         if declared > RATIO_FLOOR and declared > MAX_RATIO * max(packed, 1):
-            raise FolderError("folder.zip_bomb", zip=zip_path.name, ratio=f"{declared // max(packed, 1):,}")
+            raise FolderError("folder.zip_bomb", zip=shown, ratio=f"{declared // max(packed, 1):,}")
         seen: set[str] = set()
         written = 0
         encodings = _names_encoding(members)
@@ -161,7 +162,7 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
                 continue  # "./" and the like: nothing to write
             target = dest.joinpath(*parts) if parts else None
             if target is None or not target.resolve().is_relative_to(root):
-                raise FolderError("folder.zip_escape", zip=zip_path.name, entry=name)
+                raise FolderError("folder.zip_escape", zip=shown, entry=name)
             if (m.external_attr >> 16) & 0o170000 == 0o120000:
                 skipped["links"] += 1  # a symlink could point anywhere on the server
                 continue
@@ -175,9 +176,9 @@ def _safe_extract(zip_path: Path, dest: Path, skipped: Counter) -> None:
                 with zf.open(m) as src, open(target, "xb") as out:
                     written += _copy_limited(src, out, MAX_ZIP_BYTES - written)
             except RuntimeError as err:  # zipfile's word for an encrypted member
-                raise FolderError("folder.zip_password", zip=zip_path.name) from err
+                raise FolderError("folder.zip_password", zip=shown) from err
             except (zipfile.BadZipFile, EOFError, zlib.error) as err:
-                raise FolderError("folder.zip_damaged", zip=zip_path.name, entry=name, why=str(err)) from err
+                raise FolderError("folder.zip_damaged", zip=shown, entry=name, why=str(err)) from err
             except OSError:  # a name the file system refuses (too long, a file where a folder is)
                 skipped["unusable names"] += 1
 
@@ -322,7 +323,7 @@ def add(
         if source.is_dir():
             data_dir = source.resolve()
         elif zipfile.is_zipfile(source):
-            _safe_extract(source, staging / "files", skipped)
+            _safe_extract(source, staging / "files", skipped, label)
             data_dir = staging / "files"
         else:
             raise FolderError("folder.not_a_dataset", source=label or source.name)

@@ -77,6 +77,10 @@ ENGLISH: dict[str, str] = {
     "cli.usage": "Usage: {usage}",
     # datasets
     "data.unknown": "Unknown dataset {name!r}; choose one of: {valid}.",
+    "data.classes_changed": (
+        "{dataset}'s test split has {now} classes but the checkpoint was trained on {then}; "
+        "train again on the dataset as it is now."
+    ),
     "data.sample_broken": "The bundled {name} sample cannot be read ({why}); reinstall ResNet Lab.",
     "data.not_on_disk": (
         "{name} is not on disk at {folder}; download it (needs the network) "

@@ -477,9 +477,8 @@ def evaluate_gallery(predictor: Predictor, batch_size: int = 250) -> dict:
     """
     test = data_mod.load_dataset(predictor.dataset, "test")
     if len(test.classes) != len(predictor.classes):
-        raise ValueError(
-            f"{predictor.dataset}'s test split has {len(test.classes)} classes but the checkpoint was trained "
-            f"on {len(predictor.classes)}; train again on the dataset as it is now."
+        raise data_mod.DatasetUnavailable(  # the folder was deleted and added again with other classes
+            "data.classes_changed", dataset=predictor.dataset, now=len(test.classes), then=len(predictor.classes)
         )
     logits = []
     # No lock: a forward pass through the inference copy registers no hooks.

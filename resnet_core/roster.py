@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ MAX_LEN = 20
 
 
 class NicknameError(ValueError):
-    """A nickname refused; ``reason`` is "length", "characters" or "taken"."""
+    """A nickname refused; ``reason`` is "length", "characters", "reserved" or "taken"."""
 
     def __init__(self, reason: str, name: str) -> None:
         self.reason, self.name = reason, name
@@ -37,6 +38,7 @@ class NicknameError(ValueError):
                 "length": f"A nickname has 1 to {MAX_LEN} characters.",
                 "characters": "A nickname holds letters (any language), digits, spaces, '-', '_' and '.' only.",
                 "taken": f"{name!r} is another student's nickname; choose another.",
+                "reserved": f"{name!r} is a word the class's tables use; choose another nickname.",
             }[reason]
         )
 
@@ -56,15 +58,38 @@ def nicknames() -> dict[str, str]:
     return {k: v for k, v in names.items() if isinstance(k, str) and isinstance(v, str)}
 
 
+# Letters that draw nothing (Hangul fillers, the Hangul half-width filler): a name of them looks blank.
+INVISIBLE = {"\u115f", "\u1160", "\u3164", "\uffa0"}
+# Names a table already uses for someone else: a student called "no nickname" or "teacher" would
+# pass for the anonymous or the teacher.
+RESERVED = {"no nickname", "未起昵称", "anonymous", "匿名", "teacher", "老师", "教师", "you", "你", "server", "服务器"}
+
+
+def _allowed(c: str, previous: str) -> bool:
+    """Letters and digits of any script, and a few marks: nothing a page or a chart could render as
+    markup, no control or format character. A combining mark only after a letter (Hindi's and
+    Thai's vowel signs are parts of their words)."""
+    if c in INVISIBLE:
+        return False
+    if unicodedata.category(c) in ("Mn", "Mc"):
+        return previous.isalpha()
+    return c.isalnum() or c in " -_."
+
+
+def same(a: str, b: str) -> bool:
+    """One name to a class: case and width aside ("Ana", "ana", "ＡＮＡ")."""
+    return unicodedata.normalize("NFKC", a).casefold() == unicodedata.normalize("NFKC", b).casefold()
+
+
 def clean(name: str) -> str:
     """The nickname as it will be kept: NFC, spaces collapsed; refused with a reason."""
     name = " ".join(unicodedata.normalize("NFC", str(name)).split())
     if not 1 <= len(name) <= MAX_LEN:
         raise NicknameError("length", name)
-    # Letters and digits of any script, and a few marks: nothing a page or a chart could render as
-    # markup, no control or invisible characters (a name that looks like another's).
-    if not all(c.isalnum() or c in " -_." for c in name):
+    if not all(_allowed(c, p) for p, c in zip(" " + name, name)) or not any(c.isalnum() for c in name):
         raise NicknameError("characters", name)
+    if any(same(name, r) for r in RESERVED):
+        raise NicknameError("reserved", name)
     return name
 
 
@@ -78,13 +103,29 @@ def _locked():
         yield
 
 
+def _keep_damaged() -> None:
+    """A nicknames file that cannot be read (edited by hand, a disk error) is set aside, not written
+    over: every other student's name is in it."""
+    path = names_path()
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(names, dict):
+            return
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        pass
+    path.replace(path.with_name(f"{NAMES_FILE}.damaged-{int(time.time())}"))
+
+
 def set_nickname(owner: str, name: str) -> str:
     """Give ``owner`` the nickname ``name`` (kept, cleaned); refuse one another owner holds
-    (case-insensitively: "Ana" and "ana" on one leaderboard are one student to a class)."""
+    (:func:`same`: "Ana" and "ana" on one leaderboard are one student to a class)."""
     name = clean(name)
     with _locked():
         names = nicknames()
-        if any(o != owner and n.casefold() == name.casefold() for o, n in names.items()):
+        _keep_damaged()
+        if any(o != owner and same(n, name) for o, n in names.items()):
             raise NicknameError("taken", name)
         names[owner] = name
         atomic_write_text(names_path(), json.dumps(names, ensure_ascii=False, indent=0))

@@ -214,9 +214,9 @@ def test_training_from_the_page_survives_a_reload_and_lands_in_the_runs_table(se
     page.locator("[data-testid=stDataFrame] td").filter(has_text=run_dir.name).wait_for(state="attached")
     cells = page.locator("[data-testid=stDataFrame] td").all_text_contents()
     row = cells.index(run_dir.name)
-    # Columns: run, mine (classroom ownership), dataset, model, state, epochs done, best_acc. Two reloads
+    # Columns: run, student (who owns it), dataset, model, state, epochs done, best_acc. Two reloads
     # later the run is still this browser's own: ownership rides on the XSRF cookie's token.
-    assert cells[row + 1] == "true", cells
+    assert cells[row + 1] == "you", cells
     assert cells[row + 4] == "finished" and float(cells[row + 6]) == pytest.approx(status["best_acc"], abs=5e-4), cells
 
 

@@ -90,9 +90,10 @@ def visible(at: AppTest) -> list[str]:
         out += [e.proto.text for e in root.get("progress")]
         for m in root.metric:
             out += [m.label, m.value]
-        for frame in root.dataframe:
+        for frame in [*root.dataframe, *root.table]:  # interactive and static tables alike
             df = frame.value
-            out += [str(c) for c in df.columns]
+            out += [str(c) for c in [*df.columns, df.index.name] if c is not None]
+            out += [v for v in df.index.tolist() if isinstance(v, str)]
             out += [v for col in df.columns for v in df[col].tolist() if isinstance(v, str)]
         for chart in root.get("plotly_chart"):
             out += chart_texts(chart.proto.spec)

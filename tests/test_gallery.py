@@ -240,18 +240,20 @@ def test_the_page_evaluates_once_and_passes_the_grad_cam_layer_and_opacity(lab, 
     from tests.conftest import digit_png
 
     calls, layers, alphas = [], [], []
-    real_eval, real_explain, real_overlay = predict.evaluate_gallery, predict.Predictor.explain, predict.overlay
+    real_eval, real_explain, real_overlay = predict.evaluate_gallery, predict.Predictor.explanation, predict.overlay
 
-    def explain(self, x, target=None, layer=None):
+    def explain(self, x, target=None, method=None, layer=None):
         layers.append(layer)
-        return real_explain(self, x, target, layer)
+        return real_explain(self, x, target, method, layer)
 
     monkeypatch.setattr(predict, "evaluate_gallery", lambda *a, **k: calls.append(1) or real_eval(*a, **k))
-    monkeypatch.setattr(predict.Predictor, "explain", explain)
+    monkeypatch.setattr(predict.Predictor, "explanation", explain)
     monkeypatch.setattr(
         predict, "overlay", lambda image, cam, alpha: alphas.append(alpha) or real_overlay(image, cam, alpha)
     )
     at = page(lab)
+    assert at.selectbox(key="cam_method").value == "occlusion"  # the default at 28 px
+    at.selectbox(key="cam_method").set_value("gradcam").run()
     assert at.selectbox(key="cam_layer").options == ["layer1", "layer2", "layer3"]
     assert at.selectbox(key="cam_layer").value == "layer3"  # the deepest stage by default
     at.selectbox(key="cam_layer").set_value("layer1").run()

@@ -156,6 +156,13 @@ def test_a_path_in_the_lab_is_named_by_its_place_in_it(lab, zh):
     assert str(lab) not in said
 
 
+def test_a_path_inside_a_librarys_sentence_is_cut_to_its_name(zh):
+    """An OS error quoted inside a keyed sentence (an upload pruned before its queued run started)."""
+    why = "[Errno 2] No such file or directory: '/srv/lab/uploads/pruned.pth'"
+    said = shown(error_text(CheckpointError("checkpoint.unreadable_weights", name="pruned.pth", why=why)))
+    assert "'pruned.pth'" in said and "/srv" not in said and "uploads" not in said
+
+
 def test_a_failed_runs_sentence_is_kept_with_its_key(lab, tmp_path, monkeypatch, zh):
     run_dir = runs.create(tiny_config())
     cause = models.WeightsUnavailable(

@@ -235,8 +235,8 @@ def test_theory_reruns_are_the_students_own_and_count_against_the_cap(lab, monke
 def test_the_home_page_lists_the_limits_in_force(lab, monkeypatch):
     monkeypatch.setenv("RESNET_LAB_MAX_WEIGHTS_MB", "7")
     monkeypatch.setenv("RESNET_LAB_MAX_QUEUED_PER_SESSION", "3")
-    table = app("home").dataframe[0].value
-    values = dict(zip(table.iloc[:, 1], table.iloc[:, 2]))
+    table = app("home").table[0].value  # a static table: limit, variable, value, unit
+    values = dict(zip(table.iloc[:, 0], table.iloc[:, 1]))
     assert values["RESNET_LAB_MAX_WEIGHTS_MB"] == 7 and values["RESNET_LAB_MAX_QUEUED_PER_SESSION"] == 3
     assert {
         "RESNET_LAB_MAX_RUNS",

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 from resnet_core import classroom, roster, runs
 from tests.conftest import tiny_config
 from tests.test_pages import app
+from ui import classmates
 from ui.common import monitor
 from ui.i18n import catalogue
 
@@ -22,18 +23,31 @@ def test_a_nickname_is_kept_cleaned_and_never_shared(lab):
         roster.set_nickname("c", "lin wei")  # the same name to a class, whatever the case
     assert taken.value.reason == "taken"
     assert roster.set_nickname("a", "LIN WEI") == "LIN WEI"  # one's own name, recased: fine
-    for bad, reason in [("", "length"), ("x" * 21, "length"), ("<b>hi</b>", "characters"), ("a\u200bb", "characters")]:
+    assert roster.set_nickname("e", "नमस्ते") == "नमस्ते" and roster.set_nickname("f", "สวัสดี") == "สวัสดี"  # vowel marks
+    bad_names = [("", "length"), ("x" * 21, "length"), ("<b>hi</b>", "characters"), ("a\u200bb", "characters")]
+    bad_names += [
+        ("\u1160\u1160", "characters"),
+        ("...", "characters"),
+        ("No Nickname", "reserved"),
+        ("老师", "reserved"),
+    ]
+    bad_names += [("ＬＩＮ ＷＥＩ", "taken")]  # full-width: the same name to a class
+    for bad, reason in bad_names:
         with pytest.raises(roster.NicknameError) as err:
             roster.set_nickname("d", bad)
         assert err.value.reason == reason
-    assert roster.nicknames() == {"a": "LIN WEI", "b": "小明"}
+    assert roster.nicknames() == {"a": "LIN WEI", "b": "小明", "e": "नमस्ते", "f": "สวัสดี"}
 
 
-def test_a_damaged_nicknames_file_is_an_empty_class(lab):
+def test_a_damaged_nicknames_file_is_an_empty_class_and_kept_aside(lab):
     lab.mkdir(parents=True)
     for text in ["{not json", "[1, 2]", '{"a": 3, "b": "ok"}']:
         (lab / roster.NAMES_FILE).write_text(text)
         assert roster.nicknames() in ({}, {"b": "ok"})
+    (lab / roster.NAMES_FILE).write_text('{"a": "Ana", "b": "Bo"')  # torn: the class's names are in it
+    roster.set_nickname("c", "Cy")
+    assert roster.nicknames() == {"c": "Cy"}
+    assert [p.read_text() for p in lab.glob(f"{roster.NAMES_FILE}.damaged-*")] == ['{"a": "Ana", "b": "Bo"']
 
 
 def test_two_students_taking_one_name_at_once_one_gets_it(lab):
@@ -114,7 +128,7 @@ def test_a_student_names_themselves_once_and_their_runs_say_so(lab, monkeypatch,
     # session's state (tests/browser checks the sidebar itself).
     field = next(w for w in at.sidebar.text_input if w.label == cat["roster.nickname"])
     field.set_value("<b>x</b>").run()  # refused, in the visitor's language
-    assert at.session_state["nickname_problem"] == cat["roster.nickname.characters"] and not roster.nicknames()
+    assert at.session_state["nickname_problem"] == "characters" and not roster.nicknames()
     at = class_app(monkeypatch, lang)  # (a second run loses the sidebar: a fresh browser types a good one)
     next(w for w in at.sidebar.text_input if w.label == cat["roster.nickname"]).set_value("林 Lin").run()
     assert not at.exception and "nickname_problem" not in at.session_state
@@ -126,7 +140,8 @@ def test_a_student_names_themselves_once_and_their_runs_say_so(lab, monkeypatch,
     at.switch_page("pages/train.py").run()
     table = next(d.value for d in at.dataframe if cat["roster.col.student"] in d.value.columns)
     students = sorted(table[cat["roster.col.student"]])
-    assert students == sorted([cat["roster.you"].format(name="林 Lin"), cat["roster.anonymous"]])
+    other = classmates.short_id(classroom.owner_id("another browser"))  # an unnamed student, told apart
+    assert students == sorted([cat["roster.you"].format(name="林 Lin"), cat["roster.anonymous_id"].format(id=other)])
     if lang == "zh":  # AppTest formats a Chinese page's select boxes outside its run: click in English
         return
     next(w for w in at.toggle if w.label == cat["train.only_mine"]).set_value(True).run()

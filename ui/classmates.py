@@ -3,6 +3,8 @@ class challenge's leaderboard and the teacher's overview (Home). Logic in resnet
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
@@ -26,13 +28,18 @@ def names() -> dict[str, str]:
     return _names(str(path), mtime)
 
 
+def short_id(owner: str) -> str:
+    """Four digits that tell unnamed students apart in a table (digits: hex letters read as words)."""
+    return f"{int(hashlib.sha256(owner.encode()).hexdigest()[:8], 16) % 10000:04d}"
+
+
 def student(owner: str | None, known: dict[str, str]) -> str:
     """Who made a run, as a table cell (text, never Markdown: the cell is not rendered)."""
     if not owner:
         return t("roster.server")
-    if owner == actor().owner:
-        return t("roster.you", name=known.get(owner) or t("roster.anonymous"))
-    return known.get(owner) or t("roster.anonymous")
+    if owner == actor().owner:  # "you", and the name the others see, once there is one
+        return t("roster.you", name=known[owner]) if owner in known else t("roster.you_unnamed")
+    return known.get(owner) or t("roster.anonymous_id", id=short_id(owner))
 
 
 def _keep() -> None:
@@ -41,8 +48,10 @@ def _keep() -> None:
     try:
         roster.set_nickname(actor().owner, typed)
         st.session_state.pop("nickname_problem", None)
+        st.session_state["nickname_edit"] = False  # kept: the sidebar shows it again
     except roster.NicknameError as err:
-        st.session_state["nickname_problem"] = t(f"roster.nickname.{err.reason}", n=roster.MAX_LEN)
+        st.session_state["nickname_problem"] = err.reason  # said in the language of the next run
+        st.session_state["nickname_edit"] = True  # the box stays open, saying why
 
 
 def nickname_box() -> None:
@@ -67,9 +76,7 @@ def nickname_box() -> None:
         help=t("roster.nickname.help"),
     )
     if problem := st.session_state.get("nickname_problem"):
-        st.error(problem)
-    elif mine:
-        st.session_state["nickname_edit"] = False
+        st.error(t(f"roster.nickname.{problem}", n=roster.MAX_LEN))
 
 
 def leaderboard(rows: list[dict]) -> None:
@@ -114,8 +121,7 @@ def overview(rows: list[dict]) -> None:
                 t("roster.col.active"): [p["active"] for p in people],
                 t("roster.col.failed"): [p["failed"] for p in people],
                 t("roster.col.best_acc"): [p["best_acc"] for p in people],
-                t("roster.col.dataset"): [dataset_label(p["best_dataset"] or "") for p in people],
-                t("roster.col.run"): [p["best_run"] or "" for p in people],
+                t("roster.col.run"): [p["best_run"] or "" for p in people],  # its name holds its dataset
             }
         ),
         hide_index=True,

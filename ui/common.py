@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 from streamlit.runtime import Runtime
 
-from resnet_core import catalog, classroom, data, messages, predict, system
+from resnet_core import catalog, classroom, data, folders, messages, predict, system
 from resnet_core import monitor as runs_monitor
 from ui.i18n import t
 
@@ -201,13 +201,11 @@ def checkpoint_label(row: dict) -> str:
 
 
 def dataset_label(name: str) -> str:
-    """Built-in datasets have titles in the catalogues; a user's folder keeps its own name."""
+    """Built-in datasets have titles in the catalogues; a folder is its own name, said to be one in
+    the visitor's language (the core's title says "(your folder)", in English, to everyone)."""
     if name in data.BUILTIN:
         return t(f"dataset.{name}")
-    try:
-        return data.get_spec(name).title
-    except data.DatasetUnavailable:  # removed since a cached listing named it
-        return name
+    return t("dataset.folder", name=name) if name in folders.list_folders(data.data_root()) else name
 
 
 def current_checkpoint() -> str | None:
@@ -333,9 +331,20 @@ def error_text(err: BaseException | str) -> str:
             with contextlib.suppress(ValueError):
                 return plain(Path(value).resolve().relative_to(data.lab_home()))
             return plain(value.name)
-        return plain(value)
+        return plain(without_paths(str(value)))
 
     return t(f"error.{said.key}", **{k: shown(v) for k, v in said.values.items()})
+
+
+# An absolute path inside a sentence that is not ours (an OS error's "No such file or directory:
+# '/srv/lab/uploads/w.pth'", a torch message): from the first "/" not inside a word, every folder.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^/\s'\"]+)+/(?=[^/\s'\"]+)")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path cut to its last part: a student never reads the server's
+    folders, whatever sentence a library wrote."""
+    return ABSOLUTE_PATH.sub("", text)
 
 
 def tight(fig):
