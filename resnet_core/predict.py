@@ -285,6 +285,7 @@ class Predictor:
     dataset: str
     data_size: int = 0  # the dataset's own side: uploads are prepared at it, then resized to ``size``
     amp: bool = True  # the run's own choice: False (--no-amp) keeps its answers in fp32 everywhere
+    resize: int = 0  # "natural": short side to this, then the centre ``size`` x ``size`` (ImageNet's 256 -> 224)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _fast: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -303,17 +304,48 @@ class Predictor:
             ckpt["dataset"],
             ckpt.get("data_size", ckpt["image_size"]),
             (ckpt.get("config") or {}).get("amp", True),
+            ckpt.get("resize", 0),
+        )
+
+    @classmethod
+    def from_weights(cls, name: str, fetch: bool = True, amp: bool = True) -> Predictor:
+        """Pretrained weights as they are (:mod:`resnet_core.weights`, e.g. "resnet50_v1.keras"):
+        their own classes, input and preparation (short side to ``resize``, the centre crop),
+        all read from their entry. ``fetch`` False: only from the cache, else WeightsUnavailable."""
+        from resnet_core import weights
+
+        model, loaded = weights.build(name, fetch)
+        cfg = loaded.cfg
+        return cls(
+            model,
+            list(loaded.classes),
+            list(cfg.mean),
+            list(cfg.std),
+            cfg.input_size,
+            3,
+            "natural",
+            "imagenet",
+            amp=amp,
+            resize=cfg.resize,
         )
 
     def read(self, source: bytes | str | Path | Image.Image, name: str | None = None) -> Prepared:
         """Decode (untrusted) and prepare as the training data was; ``problem`` says when not to answer."""
-        side = self.data_size or self.size
+        side = self.resize or self.data_size or self.size
         if not isinstance(source, Image.Image):
             source = imaging.decode(source, name, imaging.decode_side(self.style, side))
         else:
             source = imaging.to_rgb(source)
         prepared = imaging.prepare(source, self.style, side, self.channels, WHAT.get(self.style))
-        if side != self.size:  # e.g. a 28 px digit for an ImageNet backbone: resized as in training
+        if self.resize and side != self.size:
+            # "natural" made the short side ``resize`` and cut the centre square; its centre ``size``
+            # square is then the centre crop of torchvision's Resize(resize) + CenterCrop(size).
+            from torchvision.transforms.v2 import functional as TF
+
+            t = TF.center_crop(prepared.tensor, [self.size, self.size])
+            seen = t[0].numpy() if t.shape[0] == 1 else t.permute(1, 2, 0).numpy()
+            prepared = dataclasses.replace(prepared, tensor=t, steps={**prepared.steps, "seen": seen})
+        elif side != self.size:  # e.g. a 28 px digit for an ImageNet backbone: resized as in training
             prepared = dataclasses.replace(prepared, tensor=engine.resize(prepared.tensor[None], self.size)[0])
         return prepared
 

@@ -6,6 +6,7 @@ the last stage" API (timm's ``reset_classifier`` is the model for the first), he
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,24 +60,45 @@ def stem_channels(state: dict[str, torch.Tensor]) -> int | None:
 
 
 def source_weights(config, shapes_only: bool = False) -> models.Weights | None:
-    """The weights ``config.pretrained`` names, with the input they were trained on when known.
+    """The weights ``config.pretrained`` names, with the input they were trained on when known:
+    "imagenet" (the model's default ImageNet weights), "imagenet:NAME" (an entry of
+    :mod:`resnet_core.weights`, e.g. "imagenet:resnet50.IMAGENET1K_V1"), or a file's path.
 
-    ``shapes_only`` skips the ImageNet download: the state is torchvision's model on the meta
+    ``shapes_only`` skips the ImageNet download: the state is the lab's model on the meta
     device, whose names and shapes are the weights file's (enough for a preview offline).
     """
+    from resnet_core import weights
+
     if not config.pretrained:
         return None
-    if config.pretrained == "imagenet":
+    if config.pretrained == "imagenet" or config.pretrained.startswith("imagenet:"):
+        name = config.pretrained.partition(":")[2]
+        cfg = weights.get_cfg(name) if name else weights.default_for(config.model)
+        check_variant(cfg.label, cfg.arch, config.model)
         if not shapes_only:
-            return models.imagenet_weights(config.model)
-        prep = models.imagenet_preprocessing(config.model)
+            return weights.load(cfg) if name else models.imagenet_weights(config.model)
         with torch.device("meta"):
-            state = models.load_torchvision().models.get_model(config.model, weights=None).state_dict()
-        return models.Weights(state, prep.mean, prep.std, prep.image_size, prep.label)
+            model = models.get_model(cfg.arch, cfg.num_classes, in_channels=3, image_size=cfg.input_size)
+        return dataclasses.replace(cfg.preprocessing(), state=model.state_dict())
     path = Path(config.pretrained)
     state, meta = load_weights_file(path)
     label = f"{path.parent.name}/{path.name}"
+    check_variant(label, meta.get("arch"), config.model)
     return models.Weights(state, meta.get("mean"), meta.get("std"), meta.get("image_size"), label)
+
+
+def check_variant(label: str, arch: str | None, model: str) -> None:
+    """Refuse weights of one variant for the other (ResNet-50 v1 and torchvision's v1.5): every
+    tensor would load, strictly even, and the network would compute with strides it was not trained
+    with. Only the model's name tells them apart, so where the weights name theirs, it must match."""
+    if not arch or arch == model or arch not in models.REGISTRY or model not in models.REGISTRY:
+        return
+    if models.get_spec(arch).variant == models.get_spec(model).variant:
+        return
+    with torch.device("meta"):
+        theirs, ours = (models.get_model(a, 10, 3, 224).state_dict() for a in (arch, model))
+    if {k: v.shape for k, v in theirs.items()} == {k: v.shape for k, v in ours.items()}:
+        raise TransferError("transfer.other_variant", source=label, arch=arch, model=model)
 
 
 @dataclass(frozen=True)
@@ -268,11 +290,11 @@ def preview(config, num_classes: int, data_channels: int, data_size: int, data_s
 
 
 def imagenet_cached(arch: str) -> bool:
-    """Whether torchvision's ImageNet weights for ``arch`` are already on disk."""
-    import torchvision
+    """Whether the default ImageNet weights for ``arch`` (:func:`resnet_core.weights.default_for`)
+    are already on disk: torchvision's in its hub cache, converted ones in the lab's."""
+    from resnet_core import weights
 
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
-    return (Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]).is_file()
+    return weights.is_cached(weights.default_for(arch))
 
 
 def save_uploaded_weights(raw: bytes, folder: Path) -> Path:

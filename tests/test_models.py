@@ -34,7 +34,7 @@ def test_option_a_shortcut_subsamples_and_zero_pads():
     assert y[:, :8].abs().sum() == 0 and y[:, 24:].abs().sum() == 0
 
 
-@pytest.mark.parametrize("name", models.list_models("torchvision"))
+@pytest.mark.parametrize("name", [n for n in models.list_models("torchvision") if not models.get_spec(n).variant])
 def test_torchvision_models_are_torchvision_itself(name):
     torch.manual_seed(0)
     ours = models.get_model(name, num_classes=1000, in_channels=3, image_size=224).eval()
@@ -45,6 +45,24 @@ def test_torchvision_models_are_torchvision_itself(name):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_resnet50_v1_is_torchvision_resnet50_with_the_stride_on_the_first_1x1():
+    v1 = models.get_model("resnet50_v1", num_classes=1000).eval()
+    tv = torchvision.models.resnet50().eval()
+    assert {k: v.shape for k, v in v1.state_dict().items()} == {k: v.shape for k, v in tv.state_dict().items()}
+    v1.load_state_dict(tv.state_dict(), strict=True)
+    strides = lambda m: {n: c.stride for n, c in m.named_modules() if isinstance(c, torch.nn.Conv2d)}  # noqa: E731
+    moved = {n for n, s in strides(v1).items() if s != strides(tv)[n]}
+    assert moved == {f"layer{i}.0.conv{j}" for i in (2, 3, 4) for j in (1, 2)}
+    assert all(v1.get_submodule(f"layer{i}.0.conv1").stride == (2, 2) for i in (2, 3, 4))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = v1(x), tv(x)
+    assert a.shape == b.shape and not torch.allclose(a, b, atol=1e-3)  # the same tensors, another network
+    assert models.get_model("resnet50", 1000, variant="v1").layer2[0].conv1.stride == (2, 2)
+    with pytest.raises(ValueError, match="only bottleneck ResNets"):
+        models.get_model("resnet18", variant="v1")
 
 
 def test_small_input_stem_keeps_spatial_detail_for_28px():
