@@ -4,7 +4,7 @@ overview), and this server's environment."""
 import pandas as pd
 import streamlit as st
 
-from resnet_core import classroom, runs
+from resnet_core import classroom, runs, system
 from ui import classmates
 from ui.common import dataset_label, environment, error_text, require_frame
 from ui.i18n import t, t_or
@@ -40,7 +40,7 @@ with left:
     st.write(t("home.network.yes") if env["network"] else t("home.network.no"))
 with right:
     st.write(t("home.datasets_on_disk"))
-    for name in env["datasets_on_disk"]:
+    for name in system.datasets_on_disk():  # not from the cached environment: a zip added a minute ago is here
         st.write(f"- {dataset_label(name)}")
     if not classroom.enabled() or st.session_state.get("teacher"):  # a server path is the teacher's business
         st.caption(t("home.lab_home", path=env["lab_home"]))

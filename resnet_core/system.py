@@ -73,6 +73,11 @@ def environment(check_network: bool = True) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "precision_problem": precision_problem(),
         "network": network_reachable() if check_network else None,
-        "datasets_on_disk": [n for n in data.list_datasets() if data.is_present(n)],
+        "datasets_on_disk": datasets_on_disk(),
         "lab_home": str(data.lab_home()),
     }
+
+
+def datasets_on_disk() -> list[str]:
+    """The datasets this lab can train on without a download: built-in ones fetched, every folder."""
+    return [n for n in data.list_datasets() if data.is_present(n)]
