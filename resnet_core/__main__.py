@@ -170,7 +170,12 @@ def cmd_predict(args) -> int:
     from resnet_core import predict
 
     if args.weights:
-        predictor = predict.Predictor.from_weights(args.weights, fetch=False)  # `weights get` fetches, with a bar
+        from resnet_core import weights
+
+        # An entry, or a model as `weights get` takes it ("resnet50"): whichever of its entries is cached.
+        options = weights.candidates(args.weights)
+        cfg = next((c for c in options if weights.is_cached(c)), options[0])
+        predictor = predict.Predictor.from_weights(cfg.name, fetch=False)  # `weights get` fetches, with a bar
     else:
         predictor = predict.Predictor.from_checkpoint(args.checkpoint)
     failed = 0
