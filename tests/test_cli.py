@@ -90,7 +90,8 @@ def test_listing_commands_and_user_errors(tmp_path):
 def test_predict_with_pretrained_weights_names_them_and_fetches_nothing(tmp_path):
     home = tmp_path / "lab"
     proc = cli("predict", "--weights", "nope", "x.png", env_home=home, check=False)
-    assert proc.returncode == 2 and "Unknown weights 'nope'; choose one of: resnet18.IMAGENET1K_V1" in proc.stderr
+    assert proc.returncode == 2 and "Unknown weights 'nope'; choose one of: " in proc.stderr
+    assert "resnet50, " in proc.stderr and "resnet18.IMAGENET1K_V1" in proc.stderr  # a model, or an entry
     proc = cli("predict", "--weights", "resnet50_v1.keras", "x.png", env_home=home, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"not in {home / 'weights'} yet; run `python -m resnet_core weights get resnet50_v1.keras`" in proc.stderr
