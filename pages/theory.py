@@ -43,9 +43,8 @@ def cost_tables(lang: str) -> dict:
         )
 
     costs = theory.shipped("costs")
-    return {name: table(costs[name]) for name in ("blocks", "shortcuts", "cardinality", "one_by_one")} | {
-        "ratio": costs["blocks"]["basic_on_256"]["macs"] / costs["blocks"]["bottleneck"]["macs"]
-    }
+    tables = {name: table(costs[name]) for name in ("blocks", "shortcuts", "cardinality", "one_by_one")}
+    return tables | {"ratio": theory.bottleneck_saving(costs)}
 
 
 def lines(series: dict, x_title: str, y_title: str, height: int, **layout) -> go.Figure:
@@ -110,8 +109,7 @@ def degradation_figures(lang: str) -> tuple[go.Figure, go.Figure, str, str]:
         )
         fig.update_layout(title=t(f"theory.{metric}"), xaxis_title=t("train.curve.epoch"), yaxis_title="%", height=320)
         figs.append(fig)
-    final = frame.sort_values("epoch").groupby("model").last().reset_index()
-    compare = say(findings.degradation({r["model"]: r for r in final.to_dict("records")}))
+    compare = say(findings.degradation(theory.final_rows(rows)))
     paper = t("theory.find.paper", r20=theory.PAPER_TEST_ERROR["resnet20"], r56=theory.PAPER_TEST_ERROR["resnet56"])
     return figs[0], figs[1], f"{compare} {paper}", made_line(theory.csv_made(notes))
 

@@ -359,6 +359,21 @@ def read_degradation_csv(path) -> tuple[list[str], list[dict]]:
     return notes, rows
 
 
+def final_rows(rows: list[dict]) -> dict[str, dict]:
+    """Each model's last epoch in a degradation CSV's rows: what the findings compare."""
+    last: dict[str, dict] = {}
+    for r in rows:
+        if r["model"] not in last or r["epoch"] >= last[r["model"]]["epoch"]:
+            last[r["model"]] = r
+    return last
+
+
+def bottleneck_saving(costs: dict) -> float:
+    """How many times the multiply-adds of a basic block on 256 channels a bottleneck's are: the
+    shipped cost table's point (He et al. 2016, Fig. 5)."""
+    return costs["blocks"]["basic_on_256"]["macs"] / costs["blocks"]["bottleneck"]["macs"]
+
+
 def shipped_twin(name: str):
     """Path of a 20-layer twin trained by the degradation command and shipped with the app."""
     return DATA / f"{name}.pt"

@@ -205,8 +205,8 @@ def test_the_page_offers_the_methods_and_states_the_maps_scale(lab, trained_run,
 def test_the_drawing_pad_is_offered_for_digits_and_renders_in_apptest(lab, trained_run, tmp_path, monkeypatch):
     """AppTest cannot draw on a custom component: the pad must render and leave the page working
     (the real drawing is tests/test_browser_drawpad.py)."""
-    if not drawpad.available():  # not imported here: it needs a running Streamlit
-        pytest.skip("pip install -r requirements.txt")
+    # requirements.txt pins the pad: its absence is a broken install, not a reason to skip.
+    assert drawpad.available(), "streamlit-drawable-canvas is missing: pip install -r requirements.txt"
     at = page_with_a_digit(lab, trained_run, tmp_path, "en", monkeypatch)
     at.toggle(key="draw").set_value(True).run()
     assert not at.exception, at.exception

@@ -102,3 +102,13 @@ def test_the_shipped_cost_tables_are_what_the_modules_count():
     shipped = theory.shipped("costs")
     assert shipped.pop("made")["command"] == "python -m resnet_core.theory shipped"
     assert shipped == theory.costs()
+
+
+def test_the_pages_numbers_come_from_the_shipped_tables():
+    """Each net's last epoch of the shipped degradation runs, and the bottleneck's saving over a basic
+    block on 256 channels: 2·9·256² against 256·64 + 9·64² + 64·256 multiply-adds per pixel, 16.9x."""
+    _, rows = theory.read_degradation_csv(theory.DATA / "degradation.csv")
+    final = theory.final_rows(rows)
+    assert set(final) == {r["model"] for r in rows}
+    assert all(final[m]["epoch"] == max(r["epoch"] for r in rows if r["model"] == m) for m in final)
+    assert 15 < theory.bottleneck_saving(theory.shipped("costs")) < 19
