@@ -11,7 +11,7 @@ import streamlit as st
 from resnet_core import classroom, predict
 from resnet_core.checkpoints import CheckpointError
 from resnet_core.data import DatasetUnavailable
-from ui import drawpad, gallery
+from ui import drawpad, gallery, pretrained
 from ui.common import (
     chart_text,
     checkpoint_index,
@@ -20,15 +20,24 @@ from ui.common import (
     enlarge,
     error_text,
     load_predictor,
+    load_weights_predictor,
     plain,
     require_frame,
 )
-from ui.i18n import class_name, t
+from ui.i18n import class_name, imagenet_class, t
 
 require_frame("pages/predict.py")
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
 SCALE = predict.colour_bar(140, 10)  # the heat map's legend, as wide as the enlarged 28 px map
+IMAGENET = "imagenet:resnet50"  # a model beside the checkpoints: whichever ResNet-50 weights are here
+
+
+def name_of(row: dict) -> str:
+    """A top-k row's class in the visitor's language; ImageNet's by index (its names repeat)."""
+    if predictor.dataset == "imagenet":
+        return imagenet_class(row["index"], row["label"])
+    return class_name(row["label"])
 
 
 def token(key: str, view: tuple) -> tuple:
@@ -49,7 +58,7 @@ def answer(predictor: predict.Predictor, key: str, name: str, raw: bytes, view: 
 
 def explain(col, out: dict) -> None:
     """The heat map, its colour scale and what one cell of it is (the layer's resolution or the patch)."""
-    why, label = out["explanation"], plain(class_name(out["top"][0]["label"]))
+    why, label = out["explanation"], plain(name_of(out["top"][0]))
     (h, w), (gh, gw) = why.size, why.grid
     col.image(enlarge(out["cam"]), caption=t("predict.cam" if why.method == "gradcam" else "predict.cam_occlusion"))
     col.image(SCALE)
@@ -82,12 +91,10 @@ def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, view: tu
     explain(a, out)
     # Class names are a folder's names, the user's text: Plotly renders <b> and <br> in labels.
     label, prob = t("predict.col.label"), t("predict.col.probability")
-    frame = pd.DataFrame({label: [chart_text(class_name(r["label"])) for r in top], prob: [r["prob"] for r in top]})
+    frame = pd.DataFrame({label: [chart_text(name_of(r)) for r in top], prob: [r["prob"] for r in top]})
     fig = px.bar(frame, x=prob, y=label, orientation="h", range_x=[0, 1], height=220)
     fig.update_layout(yaxis={"autorange": "reversed"}, margin={"t": 10, "b": 10})
-    c.markdown(
-        t("predict.answer", label=plain(class_name(top[0]["label"])), prob=top[0]["prob"])
-    )  # bold, the name inert
+    c.markdown(t("predict.answer", label=plain(name_of(top[0])), prob=top[0]["prob"]))  # bold, the name inert
     c.plotly_chart(fig, key=f"top-{key}")  # the upload's own id: two files may share a name
 
 
@@ -96,17 +103,25 @@ rows = checkpoints()  # the shipped ones at least
 paths = [r["checkpoint"] for r in rows]
 path = st.selectbox(
     t("predict.checkpoint"),
-    paths,
+    [*paths, IMAGENET],
     index=checkpoint_index(rows),
-    format_func=lambda p: checkpoint_label(rows[paths.index(p)]),
+    format_func=lambda p: t("predict.imagenet") if p == IMAGENET else checkpoint_label(rows[paths.index(p)]),
 )
-if rows[paths.index(path)].get("kind") == "shipped":
-    st.caption(t("predict.shipped_hint"))
-    st.page_link("pages/train.py", label=t("predict.go_train"), icon=":material/arrow_forward:")
 try:
-    predictor = load_predictor(path)
-    predictor_key = (path, os.path.getmtime(path))  # a checkpoint rewritten in place is another model
-except (CheckpointError, OSError) as err:
+    if path == IMAGENET:
+        cfg = pretrained.box("resnet50", key="predict_get_weights")
+        if cfg is None:
+            st.stop()
+        predictor = load_weights_predictor(cfg)
+        predictor_key = (cfg.name, cfg.file)
+        st.caption(t("predict.imagenet_hint", resize=predictor.resize, size=predictor.size))
+    else:
+        if rows[paths.index(path)].get("kind") == "shipped":
+            st.caption(t("predict.shipped_hint"))
+            st.page_link("pages/train.py", label=t("predict.go_train"), icon=":material/arrow_forward:")
+        predictor = load_predictor(path)
+        predictor_key = (path, os.path.getmtime(path))  # a checkpoint rewritten in place is another model
+except (CheckpointError, OSError, ValueError) as err:  # ValueError: weights damaged or not cached (deleted)
     st.error(error_text(err))  # it may quote a path under the lab's home
     st.stop()
 
@@ -122,8 +137,11 @@ with tab_upload:
     layers = predictor.cam_layers()
     if st.session_state.get("cam_layer") not in layers:  # default: the deepest stage of this model
         st.session_state["cam_layer"] = layers[-1]
-    if st.session_state.get("cam_method") not in predict.METHODS:  # occlusion for small inputs
+    # Each model starts at its own default (occlusion for small inputs): occlusion chosen for a 28 px
+    # digit would cost a ResNet-50 at 224 px some 200 forward passes per photo.
+    if st.session_state.get("cam_for") != predictor_key[0] or st.session_state.get("cam_method") not in predict.METHODS:
         st.session_state["cam_method"] = predictor.default_method()
+        st.session_state["cam_for"] = predictor_key[0]
     c0, c1, c2 = st.columns(3)
     method = c0.selectbox(
         t("predict.method"),
@@ -173,5 +191,7 @@ def show_gallery() -> None:
 
 
 with tab_gallery:
-    if tab_gallery.open:  # not st.stop(): a stopped run would leave stale widget state unpruned
+    if tab_gallery.open and predictor.dataset == "imagenet":
+        st.info(t("predict.no_gallery"))
+    elif tab_gallery.open:  # not st.stop(): a stopped run would leave stale widget state unpruned
         show_gallery()

@@ -83,6 +83,14 @@ def progress_printer():
                 flush=True,
             )
             print(event["transfer"], flush=True)  # what loaded, what starts fresh, what trains
+        elif kind == "features" and event["state"] == "computing":
+            print(f"linear probe: the frozen backbone's features of {event['images']} images...", flush=True)
+        elif kind == "features":
+            print(
+                f"features ready in {event['seconds']:.1f} s ({event['cached']} of {event['images']} from the cache); "
+                "the head trains on them",
+                flush=True,
+            )
         elif kind == "batch":
             if state["bar"] is None:
                 state["bar"] = tqdm(
@@ -173,8 +181,7 @@ def cmd_predict(args) -> int:
         from resnet_core import weights
 
         # An entry, or a model as `weights get` takes it ("resnet50"): whichever of its entries is cached.
-        options = weights.candidates(args.weights)
-        cfg = next((c for c in options if weights.is_cached(c)), options[0])
+        cfg = weights.cached(args.weights) or weights.candidates(args.weights)[0]
         predictor = predict.Predictor.from_weights(cfg.name, fetch=False)  # `weights get` fetches, with a bar
     else:
         predictor = predict.Predictor.from_checkpoint(args.checkpoint)
@@ -323,11 +330,20 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _backbone(args, echo) -> Path:
+def _backbone(args, echo) -> Path | str:
     """``--backbone``, else the newest finished run on ``--source`` (one with stages first), else
     a ResNet-20 trained on it now (:func:`strategies.backbone_config`)."""
     from resnet_core import runs, strategies
 
+    if args.backbone and strategies.is_imagenet(args.backbone):
+        from resnet_core import weights
+
+        name = args.backbone.partition(":")[2] or "resnet50"
+        bars = progress_bars()
+        try:
+            return f"imagenet:{weights.get(name, progress=bars).name}"  # cached: instant; else fetched here
+        finally:
+            bars.clear()
     if args.backbone:
         return Path(args.backbone)
     done = [r for r in runs.list_runs() if r["dataset"] == args.source and r["state"] == "finished" and r["has_best"]]
@@ -345,8 +361,10 @@ def cmd_transfer_compare(args) -> int:
     echo = progress_printer()
     backbone = _backbone(args, echo)
     recipe = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
-    chosen = strategies.configs(backbone, args.target, args.k, **recipe)
-    print(f"backbone {backbone}; {args.k} labelled images per class of {args.target}", flush=True)
+    k = args.k if args.k is not None else None if strategies.is_imagenet(backbone) else 50
+    chosen = strategies.configs(backbone, args.target, k, **recipe)
+    labels = f"{k} labelled images per class" if k else "every labelled image"
+    print(f"backbone {backbone}; {labels} of {args.target}", flush=True)
     for name, config in chosen.items():
         if args.only and name not in args.only:
             continue
@@ -359,7 +377,7 @@ def cmd_transfer_compare(args) -> int:
     print(f"{'strategy':<11} {'K':>4} {'test acc':>9} {'best':>7} {'trainable':>10} {'of':>10} {'seconds':>8}")
     for r in rows:
         print(
-            f"{r['strategy']:<11} {r['k']:>4} {r['test_acc']:>9.2%} {r['best_acc']:>7.2%} "
+            f"{r['strategy']:<11} {r['k'] or 'all':>4} {r['test_acc']:>9.2%} {r['best_acc']:>7.2%} "
             f"{r['trainable']:>10,} {r['parameters']:>10,} {r['seconds']:>8.1f}"
         )
     return 0
@@ -405,12 +423,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("transfer-compare", help="transfer strategies side by side on K labels per class")
-    p.add_argument("--backbone", help="a run's best.pt; default: the newest finished --source run")
+    p.add_argument(
+        "--backbone",
+        help="a run's best.pt, or imagenet:resnet50 (ImageNet weights, fetched if need be); "
+        "default: the newest finished --source run",
+    )
     p.add_argument("--source", default="mnist-sample", help="the backbone's dataset when --backbone is not given")
     p.add_argument("--target", default="fashion-sample")
-    p.add_argument("--k", type=int, default=50, help="labelled training images per class")
-    p.add_argument("--epochs", type=int, help="default: 15")
-    p.add_argument("--lr", type=float, help="default: 0.05 (the backbone learns at a tenth of it in 'all')")
+    p.add_argument("--k", type=int, help="labelled training images per class; default: 50, every one for ImageNet")
+    p.add_argument("--epochs", type=int, help="default: 15, 3 for ImageNet")
+    p.add_argument(
+        "--lr", type=float, help="default: 0.05, 0.01 for ImageNet (the backbone learns at a tenth of it in 'all')"
+    )
     p.add_argument("--only", nargs="+", choices=("head", "last-stage", "all", "scratch"), help="a subset")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_transfer_compare)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_core import data as data_mod
+from resnet_core import features as features_mod
 from resnet_core import precision, transfer
 from resnet_core.checkpoints import load_checkpoint, save_checkpoint
 from resnet_core.config import TrainConfig
@@ -251,8 +252,11 @@ def train_one_epoch(
     partial: dict | None = None,
     side: int | None = None,
     compute: precision.Precision | None = None,
+    features: bool = False,
 ) -> dict[str, Any]:
     """Train over this epoch's batches from ``start_step``; return sums, and whether it stopped.
+    With ``features``, ``data`` holds a frozen backbone's features and ``model`` is the head
+    (:mod:`resnet_core.features`): the batches go to it as they are.
 
     Loss and accuracy add up on the device: reading them back (``.item()``) makes the host
     wait for the device, so it happens once per logging interval (:data:`LOG_EVERY_S`), not
@@ -288,9 +292,9 @@ def train_one_epoch(
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step + rank * 2**40)
         x = to_device(x, device)
         y = to_device(y, device)
-        x = resize(augment(x, config.augment, config.pad, g, config.rotate, config.zoom), side)
-        x = normalize(x, mean, std)
-        x = x.contiguous(memory_format=torch.channels_last)
+        if not features:
+            x = resize(augment(x, config.augment, config.pad, g, config.rotate, config.zoom), side)
+            x = normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
         with compute.autocast(device):
             logits = model(x)
             loss = criterion(logits, y)
@@ -351,11 +355,12 @@ def evaluate(
     return_predictions: bool = False,
     side: int | None = None,
     compute: precision.Precision = precision.FP32,
+    features: bool = False,
 ) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy and confusion matrix (rows: true, columns: predicted);
     images are resized to ``side`` px on the device, batch by batch, and the forward runs in
     ``compute`` (a run's own precision; fp32 unless asked). Sums stay on the device until the end:
-    one host sync per evaluation."""
+    one host sync per evaluation. With ``features``, ``data`` holds features and ``model`` is the head."""
     mean, std = stats
     model.eval()
     k = len(data.classes)
@@ -363,8 +368,9 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
     preds = []
     for x, y in batches(data, batch_indices(len(data), batch_size, None, 0, drop_last=False), 0, device):
-        x = normalize(resize(to_device(x, device), side or data.size), mean, std)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = to_device(x, device)
+        if not features:
+            x = normalize(resize(x, side or data.size), mean, std).contiguous(memory_format=torch.channels_last)
         y = to_device(y, device)
         with compute.autocast(device):
             logits = model(x).float()
@@ -537,11 +543,21 @@ def fit(
         }
     )
     started = time.perf_counter()
+    step_model, probe = model, None
+    if features_mod.applies(config, module, report, size) and not config.compile:
+        # A linear probe: the frozen backbone's features once (cached), then the head alone on them.
+        key = features_mod.backbone_key(config, plan, compute.label)
+
+        def prepare(x: torch.Tensor) -> torch.Tensor:
+            return normalize(resize(x, side), *stats).contiguous(memory_format=torch.channels_last)
+
+        train, test, probe = features_mod.prepare_both(module, train, test, prepare, key, compute, device, emit)
+        step_model = transfer.find_head(module)[1]
     stopped = False
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         out = train_one_epoch(
-            model,
+            step_model,
             optimizer,
             scheduler,
             train,
@@ -555,6 +571,7 @@ def fit(
             partial=partial,
             side=side,
             compute=compute,
+            features=probe is not None,
         )
         start_step, partial = 0, None
         if out["stopped"] and out["next_step"] < out["steps"]:
@@ -565,7 +582,10 @@ def fit(
         if size > 1:  # batch-norm statistics are per rank after the last step: all score rank 0's, which is saved
             for buffer in module.buffers():
                 dist.broadcast(buffer, 0)
-        result = evaluate(module, test, device, stats, side=side, compute=compute)
+        if probe is not None:
+            result = evaluate(step_model, test, device, stats, compute=compute, features=True)
+        else:
+            result = evaluate(module, test, device, stats, side=side, compute=compute)
         row = {
             "epoch": epoch + 1,
             "train_loss": out["loss"] / max(out["seen"], 1),  # the objective, label smoothing included

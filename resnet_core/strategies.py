@@ -35,20 +35,62 @@ STRATEGIES = {
 KIND = "compare"  # the group kind of a comparison's runs (runs.group_kind): other groups are not ours
 SOURCE, TARGET = "mnist-sample", "fashion-sample"  # offline out of the box: the bundled samples
 RECIPE = dict(epochs=15, batch_size=32, optimizer="sgd", lr=0.05, schedule="onecycle", augment="none")
+# The ImageNet ResNet-50 on a folder of photos, a recipe for 2 CPU cores: a ResNet-50 step at 224 px
+# is some 400 times a ResNet-20's at 28, and fine-tuning from ImageNet needs few epochs. Head only is
+# a linear probe on features computed once (resnet_core.features); its 2,048 features are large, so
+# the rate is a fifth of RECIPE's (at 0.05 the probe's loss jumped above 2 on ants and bees).
+IMAGENET = "imagenet:resnet50"  # whichever ResNet-50 ImageNet weights this server has
+PHOTO_RECIPE = dict(epochs=3, batch_size=16, optimizer="sgd", lr=0.01, schedule="onecycle", augment="none")
 
 
-def configs(backbone: str | Path, target: str, k: int = 50, seed: int = 0, **recipe) -> dict[str, TrainConfig]:
-    """One :class:`TrainConfig` per strategy: ``backbone`` (a run's best.pt) on ``k`` images per
-    class of ``target``. The model is the backbone's architecture; ``recipe`` overrides RECIPE.
+def is_imagenet(backbone: str | Path) -> bool:
+    return str(backbone).startswith("imagenet")
+
+
+def source_of(backbone: str | Path) -> dict:
+    """What a backbone brings to a comparison: its model (``arch``), input (``image_size``,
+    ``in_channels``), head width, the dataset it learned, and what ``TrainConfig.pretrained`` says.
+    ``backbone``: a run's best.pt, or "imagenet:NAME" (an entry or a network of
+    :mod:`resnet_core.weights`, which must be on this server: ``weights get`` fetches it)."""
+    if is_imagenet(backbone):
+        from resnet_core import weights
+
+        name = str(backbone).partition(":")[2] or "resnet50"
+        cfg = weights.cached(name)
+        if cfg is None:
+            raise models.WeightsUnavailable("weights.not_cached", name=name, folder=weights.cache_dir())
+        return {
+            "arch": cfg.arch,
+            "image_size": cfg.input_size,
+            "in_channels": 3,
+            "classes": cfg.num_classes,
+            "dataset": "imagenet",
+            "pretrained": f"imagenet:{cfg.name}",
+        }
+    ckpt = load_checkpoint(backbone)
+    return {
+        "arch": ckpt["arch"],
+        "image_size": ckpt["image_size"],
+        "in_channels": ckpt["in_channels"],
+        "classes": len(ckpt["classes"]),
+        "dataset": ckpt["dataset"],
+        "pretrained": str(backbone),
+    }
+
+
+def configs(backbone: str | Path, target: str, k: int | None = 50, seed: int = 0, **recipe) -> dict[str, TrainConfig]:
+    """One :class:`TrainConfig` per strategy: ``backbone`` (a run's best.pt, or "imagenet:NAME",
+    see :func:`source_of`) on ``k`` images per class of ``target`` (None: all of them). The model
+    is the backbone's architecture; ``recipe`` overrides RECIPE (PHOTO_RECIPE for ImageNet).
     An architecture without ``layerN`` stages (the tutorial net, VGG) has no "last-stage" run."""
     data.get_spec(target)  # an unknown target names the valid ones before anything is queued
-    ckpt = load_checkpoint(backbone)
+    src = source_of(backbone)
     group = f"compare-{uuid.uuid4().hex[:8]}"
     # All four fed the backbone's input size, the scratch baseline included (it has no source to take it from).
-    base = {**RECIPE, "image_size": ckpt["image_size"], **recipe}
-    base |= {"dataset": target, "model": ckpt["arch"], "labels_per_class": k, "seed": seed}
+    base = {**(PHOTO_RECIPE if is_imagenet(backbone) else RECIPE), "image_size": src["image_size"], **recipe}
+    base |= {"dataset": target, "model": src["arch"], "labels_per_class": k, "seed": seed}
     with torch.device("meta"):  # shapes only: which stages it has
-        probe = models.get_model(ckpt["arch"], len(ckpt["classes"]), ckpt["in_channels"], ckpt["image_size"])
+        probe = models.get_model(src["arch"], src["classes"], src["in_channels"], src["image_size"])
     try:
         transfer.last_stage(probe)
         chosen = STRATEGIES
@@ -56,14 +98,14 @@ def configs(backbone: str | Path, target: str, k: int = 50, seed: int = 0, **rec
         chosen = {name: change for name, change in STRATEGIES.items() if change["trainable"] != "last-stage"}
     out = {}
     for name, change in chosen.items():
-        config = {**base, "pretrained": str(backbone), **change}
-        extra = {"group": group, "kind": KIND, "strategy": name, "k": k, "backbone": str(backbone)}
-        extra["source"] = ckpt["dataset"]
+        config = {**base, "pretrained": src["pretrained"], **change}
+        extra = {"group": group, "kind": KIND, "strategy": name, "k": k, "backbone": src["pretrained"]}
+        extra["source"] = src["dataset"]
         out[name] = TrainConfig(**config, extra=extra).validate()
     return out
 
 
-def launch(backbone: str | Path, target: str, k: int = 50, actor=None, **recipe) -> str:
+def launch(backbone: str | Path, target: str, k: int | None = 50, actor=None, **recipe) -> str:
     """Queue the four strategy runs as one job; return the comparison's group id."""
     chosen = configs(backbone, target, k, **recipe)
     runs.launch_group(list(chosen.values()), actor=actor)
@@ -133,10 +175,12 @@ def label(group: str) -> dict | None:
     s = rows[-1]["run"]  # runs are named YYYYMMDD-HHMMSS-...
     backbone = Path(extra.get("backbone", "?"))
     shipped = backbone.parent == catalog.SHIPPED
+    name = backbone.stem if shipped else backbone.parent.name
     return {
         "dataset": rows[-1]["dataset"],
         "k": extra.get("k"),
-        "backbone": backbone.stem if shipped else backbone.parent.name,
+        "backbone": str(backbone).partition(":")[2] if is_imagenet(backbone) else name,
+        "imagenet": is_imagenet(backbone),
         "shipped": shipped,
         "when": f"{s[:4]}-{s[4:6]}-{s[6:8]} {s[9:11]}:{s[11:13]}",
     }
@@ -144,8 +188,8 @@ def label(group: str) -> dict | None:
 
 def table(group: str) -> list[dict]:
     """One row per strategy of ``group``: state, progress, test accuracy at the last epoch and at
-    the best, trainable parameters, seconds (the epochs' own, training and test pass; queueing
-    and start-up excluded)."""
+    the best, trainable parameters, seconds (the epochs' own, training and test pass, and a linear
+    probe's features; queueing and start-up excluded)."""
     rows = []
     for row in runs.list_runs():
         if row.get("group") != group or row.get("kind") != KIND:
@@ -157,6 +201,8 @@ def table(group: str) -> list[dict]:
         events = runs.read_metrics(run_dir)
         start = next((e for e in events if e["type"] == "start"), {})
         epochs = [e for e in events if e["type"] == "epoch"]
+        # A linear probe's features (computed once per image, or read from the cache) count too.
+        feats = [e["seconds"] for e in events if e["type"] == "features" and e.get("state") == "done"]
         rows.append(
             {
                 "strategy": extra["strategy"],
@@ -168,7 +214,8 @@ def table(group: str) -> list[dict]:
                 "best_acc": max((e["test_acc"] for e in epochs), default=None),
                 "trainable": start.get("trainable"),
                 "parameters": start.get("parameters"),
-                "seconds": round(sum(e["seconds"] for e in epochs), 1),
+                "seconds": round(sum(e["seconds"] for e in epochs) + sum(feats), 1),
+                "features": bool(feats),
                 "run": row["run"],
             }
         )

@@ -234,6 +234,11 @@ def is_cached(cfg: PretrainedCfg) -> bool:
     return path_of(cfg).is_file()
 
 
+def cached(name: str) -> PretrainedCfg | None:
+    """The first of ``name``'s :func:`candidates` already on disk (a stat each), else None."""
+    return next((cfg for cfg in candidates(name) if is_cached(cfg)), None)
+
+
 def status() -> list[dict]:
     """One row per entry, for the CLI's table and a page's list: what it is, where from, whether it
     is here (no file is read: a stat each)."""

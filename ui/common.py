@@ -156,6 +156,18 @@ def load_predictor(path: str | Path) -> predict.Predictor:
     return _predictor(str(path), os.path.getmtime(path))
 
 
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _weights_predictor(name: str, mtime: float) -> predict.Predictor:
+    return predict.Predictor.from_weights(name, fetch=False)
+
+
+def load_weights_predictor(cfg) -> predict.Predictor:
+    """A shared, read-only model for pretrained weights already on disk (``cfg``: their entry)."""
+    from resnet_core import weights
+
+    return _weights_predictor(cfg.name, os.path.getmtime(weights.path_of(cfg)))
+
+
 def enlarge(image: np.ndarray, side: int = 140) -> np.ndarray:
     """Nearest-neighbour upscaling, so a 28 px input is seen pixel by pixel."""
     k = max(1, side // max(image.shape[:2]))

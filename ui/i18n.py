@@ -43,6 +43,21 @@ def class_name(name: str) -> str:
     return t_or(f"class.{name}", name)
 
 
+@cache
+def imagenet_names(lang: str) -> tuple[str, ...]:
+    """ImageNet-1k's 1,000 class names in ``lang``, in the classes' order (written for the lab;
+    none for English, whose names are the weights' own)."""
+    path = LOCALES / f"imagenet.{lang}.json"
+    return tuple(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else ()
+
+
+def imagenet_class(index: int, name: str) -> str:
+    """ImageNet class ``index`` (its weights call it ``name``) in the visitor's language. By index,
+    not name: "crane" is a bird at 134 and a machine at 517. Missing: the name, underscores as spaces."""
+    names = imagenet_names(language())
+    return names[index] if 0 <= index < len(names) and names[index] else name.replace("_", " ")
+
+
 def option(value: str) -> str:
     """A TrainConfig choice (optimizer, schedule, augmentation, device) as the page shows it."""
     return t_or(f"option.{value}", value)
