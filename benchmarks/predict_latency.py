@@ -2,12 +2,14 @@
 
     python benchmarks/predict_latency.py [--n 100] [--threads N] [--json]
 
-Two models, each case timed ``--n`` times after five warm-up calls, single image, on the
-machine's CPU threads (or ``--threads``): ``resnet20`` at 28 px (the shipped mnist-sample
-checkpoint; a 28 px test digit as PNG and a 640x480 phone-like JPEG of one), and ``resnet18`` at
-224 px (torchvision's network, random weights: latency does not depend on them) on a 640x480 JPEG
-of random pixels (the worst case for JPEG decoding), "natural" preparation. The goal on 2 CPU
-cores: resnet18 at 224 px, p50 under 25 ms. Prints p50 and p95 in ms, then the machine: CPUs,
+Each case timed ``--n`` times after five warm-up calls, single image, on the machine's CPU
+threads (or ``--threads``): ``resnet20`` at 28 px (the shipped mnist-sample checkpoint; a 28 px
+test digit as PNG and a 640x480 phone-like JPEG of one); ``resnet18`` at 224 px (torchvision's
+network, random weights: latency does not depend on them) on a 640x480 JPEG of random pixels (the
+worst case for JPEG decoding), "natural" preparation; and the Predict page's ImageNet ResNet-50
+(the cached weights, else random ones) on a 12-megapixel phone-like JPEG, in the server's precision
+and in fp32. The goals on 2 CPU cores: resnet18 at 224 px, p50 under 25 ms; the ResNet-50 on the
+12 MP photo, p50 under 250 ms. Prints p50 and p95 in ms, then the machine: CPUs,
 torch threads, ``OMP_WAIT_POLICY``, and the load average before and after, since on a shared box
 the load moves the numbers more than the code does.
 
@@ -61,6 +63,39 @@ def timed(predictor: predict.Predictor, raw: bytes, name: str, n: int) -> dict:
     return {"p50_ms": round(statistics.median(ms), 2), "p95_ms": round(ms[int(0.95 * (n - 1))], 2)}
 
 
+def imagenet_resnet50(amp: bool) -> predict.Predictor:
+    """The ImageNet ResNet-50 as the Predict page serves it: the converted weights where cached,
+    else the same network with random weights (latency does not depend on them) fed its entry's input."""
+    from resnet_core import weights
+
+    cfg = weights.cached("resnet50") or weights.get_cfg("resnet50_v1.keras")
+    if weights.is_cached(cfg):
+        return predict.Predictor.from_weights(cfg.name, fetch=False, amp=amp)
+    model = models.get_model(cfg.arch, num_classes=1000, in_channels=3, image_size=cfg.input_size).eval()
+    names = [f"class {i}" for i in range(1000)]
+    return predict.Predictor(
+        model,
+        names,
+        list(cfg.mean),
+        list(cfg.std),
+        cfg.input_size,
+        3,
+        "natural",
+        "imagenet",
+        amp=amp,
+        resize=cfg.resize,
+    )
+
+
+def phone_photo(width: int = 4032, height: int = 3024) -> bytes:
+    """A 12-megapixel JPEG like a phone's (quality 90, about 3 MB): smooth shapes plus sensor-like
+    noise. Pure noise would be a 30 MB file no camera writes, and decode slower than any photo."""
+    rng = np.random.default_rng(1)
+    small = Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+    pixels = np.asarray(small, dtype=np.int16) + rng.integers(-6, 7, (height, width, 3), dtype=np.int16)
+    return encode(Image.fromarray(pixels.clip(0, 255).astype(np.uint8)), "JPEG")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
@@ -92,10 +127,14 @@ def main() -> None:
     )
     rng = np.random.default_rng(0)
     scene = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    big = phone_photo()
     cases = {
         "resnet20 28px, 28 px PNG digit": (digits, encode(digit, "PNG"), "digit.png"),
         "resnet20 28px, 640x480 JPEG photo of a digit": (digits, encode(photo.convert("RGB"), "JPEG"), "photo.jpg"),
         "resnet18 224px, 640x480 JPEG photo": (natural, encode(scene, "JPEG"), "scene.jpg"),
+        # Predict's ImageNet model on a phone's photo: Pillow's draft decodes it at 1/4 (1008x756).
+        "ImageNet resnet50, 12 MP JPEG (server precision)": (imagenet_resnet50(True), big, "phone.jpg"),
+        "ImageNet resnet50, 12 MP JPEG (fp32)": (imagenet_resnet50(False), big, "phone.jpg"),
     }
     results = {name: timed(p, raw, fname, args.n) for name, (p, raw, fname) in cases.items()}
     threads = torch.get_num_threads()
@@ -106,9 +145,11 @@ def main() -> None:
     )
     if not args.json:
         for name, r in results.items():
-            print(f"{name:<46} p50 {r['p50_ms']:7.2f} ms   p95 {r['p95_ms']:7.2f} ms")
+            print(f"{name:<50} p50 {r['p50_ms']:7.2f} ms   p95 {r['p95_ms']:7.2f} ms")
         goal = results["resnet18 224px, 640x480 JPEG photo"]["p50_ms"] < 25
-        print(f"goal (resnet18 at 224 px, p50 < 25 ms): {'met' if goal else 'not met'}; {machine}")
+        print(f"goal (resnet18 at 224 px, p50 < 25 ms): {'met' if goal else 'not met'}")
+        worst = max(v["p50_ms"] for k, v in results.items() if k.startswith("ImageNet"))
+        print(f"goal (ImageNet ResNet-50, 12 MP JPEG, p50 < 250 ms): {'met' if worst < 250 else 'not met'}; {machine}")
     print(json.dumps({"benchmark": "predict_latency", "results": results, "machine": machine}))
 
 

@@ -101,10 +101,27 @@ def show(predictor: predict.Predictor, key: str, name: str, raw: bytes, view: tu
 st.title(t("predict.title"))
 rows = checkpoints()  # the shipped ones at least
 paths = [r["checkpoint"] for r in rows]
+
+
+def chose_model() -> None:
+    """A checkpoint chosen here becomes the sidebar's too (every page opens it); ImageNet is
+    remembered apart, since the sidebar lists checkpoints only."""
+    choice = st.session_state["predict_model"]
+    st.session_state["predict_imagenet"] = choice == IMAGENET
+    if choice != IMAGENET:
+        st.session_state["checkpoint"], st.session_state["checkpoint_auto"] = choice, None
+
+
+# Keyed, its value set on every run: an unkeyed box whose options change (a classmate's run
+# finishing, the language switched) is a new widget, and the choice would fall back to the default.
+st.session_state["predict_model"] = (
+    IMAGENET if st.session_state.get("predict_imagenet") else paths[checkpoint_index(rows)]
+)
 path = st.selectbox(
     t("predict.checkpoint"),
     [*paths, IMAGENET],
-    index=checkpoint_index(rows),
+    key="predict_model",
+    on_change=chose_model,
     format_func=lambda p: t("predict.imagenet") if p == IMAGENET else checkpoint_label(rows[paths.index(p)]),
 )
 try:

@@ -3,10 +3,11 @@ and the strategies compared side by side when labels are few (``ui/compare.py``)
 
 import streamlit as st
 
-from resnet_core import classroom, data, models, runs, transfer
+from resnet_core import classroom, data, models, runs, transfer, weights
 from resnet_core import config as cfg
 from resnet_core.checkpoints import CheckpointError, load_checkpoint
 from ui import compare
+from ui import pretrained as weights_ui
 from ui.common import (
     actor,
     checkpoint_index,
@@ -43,9 +44,10 @@ def choose_source(spec) -> tuple[str | None, str | None, str | None]:
             st.error(error_text(err))
             return None, None, "none"
     if source == "imagenet":
-        arch = st.selectbox(t("transfer.arch"), models.with_imagenet_weights())
-        cached = transfer.imagenet_cached(arch)
-        return "imagenet", arch, None if cached or network_reachable() else t("transfer.offline", arch=arch)
+        archs = models.with_imagenet_weights()
+        arch = st.selectbox(t("transfer.arch"), archs, index=default_arch(archs))
+        got = weights_ui.box(weights.default_for(arch).name, key="transfer_get_weights")
+        return "imagenet", arch, None if got else t("transfer.get_first")
     limit_mb = classroom.limit("weights_mb")
     upload = st.file_uploader(t("transfer.upload"), type=["pth", "pt"], max_upload_size=limit_mb)
     arch = st.selectbox(t("transfer.arch"), models.list_models())
@@ -56,6 +58,17 @@ def choose_source(spec) -> tuple[str | None, str | None, str | None]:
     except (ValueError, classroom.ClassroomError) as err:
         st.error(error_text(err))  # it names the uploaded file: the uploader's text
         return None, arch, "none"
+
+
+def default_arch(archs: list[str]) -> int:
+    """The first model whose ImageNet weights are on this server; else, offline, the ResNet-50
+    that npm's registry can bring (resnet50_v1); else the first."""
+    for i, arch in enumerate(archs):
+        if transfer.imagenet_cached(arch):
+            return i
+    if not network_reachable() and "resnet50_v1" in archs:
+        return archs.index("resnet50_v1")
+    return 0
 
 
 def percent(share: float) -> str:

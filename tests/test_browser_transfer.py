@@ -17,7 +17,7 @@ def test_comparing_strategies_from_the_page_fills_the_table_and_the_chart(server
     serve_trained_run(server, trained_run, "20000101-000000-mnist-sample-resnet20")
     open_page(page, server, "transfer")
     page.get_by_role("tab", name="Compare strategies").click()
-    k = page.get_by_role("spinbutton", name="Labelled images per class (K)")
+    k = page.get_by_role("spinbutton", name="Labelled images per class (K; 0: all)")
     k.fill("5")  # no Enter: inside a form, Enter submits it
     page.locator("[data-testid=stForm]").get_by_role("spinbutton", name="Epochs").fill("1")
     page.get_by_role("button", name="Compare the four strategies").click()

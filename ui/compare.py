@@ -10,6 +10,7 @@ import streamlit as st
 from resnet_core import classroom, data, strategies
 from resnet_core import config as cfg
 from resnet_core.checkpoints import CheckpointError
+from ui import pretrained
 from ui.common import actor, checkpoint_label, checkpoints, dataset_label, error_text, tight
 from ui.i18n import t
 
@@ -17,29 +18,47 @@ POLL_S = 2.0  # a comparison's table refreshes this often while a run of it is q
 USER_ERRORS = (cfg.ConfigError, classroom.ClassroomError, CheckpointError, ValueError, data.DatasetUnavailable)
 
 
-def launch_form() -> None:
-    """The backbone (this browser's own digits ResNet, else the teacher's pin, else the shipped
-    one), target, K and epochs."""
+def choose_backbone() -> str | None:
+    """A finished run (this browser's own digits ResNet, else the teacher's pin, else the shipped
+    one) or the ImageNet ResNet-50, got here when the server lacks it; None until it is here."""
     rows = checkpoints()  # the shipped ones at least, a ResNet-20 on digits among them
-    with st.form("compare_form"):
-        row = st.selectbox(
-            t("compare.backbone"),
-            rows,
-            index=strategies.default_backbone(rows, actor().owner),
-            format_func=checkpoint_label,
-        )
-        names = data.list_datasets()
-        target = st.selectbox(
-            t("transfer.target"), names, index=names.index(strategies.TARGET), format_func=dataset_label
-        )
+    paths = [r["checkpoint"] for r in rows]
+    choice = st.selectbox(
+        t("compare.backbone"),
+        [*paths, strategies.IMAGENET],
+        index=strategies.default_backbone(rows, actor().owner),
+        format_func=lambda p: (
+            t("compare.imagenet") if p == strategies.IMAGENET else checkpoint_label(rows[paths.index(p)])
+        ),
+        key="compare_backbone",
+    )
+    if choice != strategies.IMAGENET:
+        return choice
+    return strategies.IMAGENET if pretrained.box("resnet50", key="compare_get_weights") else None
+
+
+def launch_form() -> None:
+    """The backbone, then target, K and epochs: for the ImageNet ResNet-50 a folder of photos by
+    default, every labelled image and the photo recipe's few epochs."""
+    backbone = choose_backbone()
+    if backbone is None:
+        return
+    photos = strategies.is_imagenet(backbone)
+    names = data.list_datasets()
+    own = [n for n in names if n not in data.BUILTIN]
+    target_default = own[0] if photos and own else strategies.TARGET
+    recipe = strategies.PHOTO_RECIPE if photos else strategies.RECIPE
+    if photos:
+        st.caption(t("compare.imagenet_hint"))
+    with st.form(f"compare_form_{photos}"):  # other defaults for the other kind of backbone
+        target = st.selectbox(t("transfer.target"), names, index=names.index(target_default), format_func=dataset_label)
         a, b = st.columns(2)
-        k = a.number_input(t("compare.k"), 1, 5000, 50, help=t("compare.k_help"))
-        epochs = b.number_input(t("train.epochs"), 1, 100, strategies.RECIPE["epochs"])
+        k = a.number_input(t("compare.k"), 0, 5000, 0 if photos else 50, help=t("compare.k_help"))
+        epochs = b.number_input(t("train.epochs"), 1, 100, recipe["epochs"])
         go = st.form_submit_button(t("compare.launch"), type="primary")
     if go:
         try:
-            backbone = row["checkpoint"]
-            group = strategies.launch(backbone, target, int(k), actor=actor(), epochs=int(epochs))
+            group = strategies.launch(backbone, target, int(k) or None, actor=actor(), epochs=int(epochs))
             st.session_state["compare_group"] = group
         except USER_ERRORS as err:
             st.error(error_text(err))
@@ -54,7 +73,7 @@ def results(group: str, was_active: bool) -> None:
     frame = pd.DataFrame(
         {
             col["strategy"]: [t(f"compare.strategy.{r['strategy']}") for r in rows],
-            "K": [r["k"] for r in rows],
+            "K": [str(r["k"]) if r["k"] else t("compare.k_all") for r in rows],  # one type: Arrow refuses a mix
             col["state"]: [t(f"state.{r['state']}") for r in rows],
             col["epochs"]: [f"{r['epochs_done']}/{r['epochs']}" for r in rows],
             col["acc"]: [r["test_acc"] for r in rows],
@@ -95,7 +114,7 @@ def group_label(group: str) -> str:
     return t(
         "compare.group_label",
         dataset=dataset_label(found["dataset"]),
-        k=found["k"],
+        k=found["k"] or t("compare.k_all"),
         backbone=backbone,
         when=found["when"],
     )

