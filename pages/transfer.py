@@ -79,7 +79,8 @@ def percent(share: float) -> str:
 def show_plan(view: dict, spec, arch: str) -> None:
     """What the backbone is fed and what became of each of its tensors."""
     plan, report = view["plan"], view["report"]
-    stats = t("transfer.stats_own") if plan.mean is None else t("transfer.stats", mean=plan.mean, std=plan.std)
+    rounded = {k: [round(v, 4) for v in getattr(plan, k)] for k in ("mean", "std")} if plan.mean is not None else {}
+    stats = t("transfer.stats", **rounded) if rounded else t("transfer.stats_own")
     st.caption(t("transfer.plan", size=plan.size, channels=plan.channels, stats=stats))
     if spec.channels == 1 and plan.channels == 3:
         st.caption(t("transfer.gray_to_rgb"))

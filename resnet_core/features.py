@@ -93,6 +93,19 @@ def read_cache(path: Path) -> dict[str, torch.Tensor]:
         return {}
 
 
+def kept() -> dict:
+    """What the cache holds on this server: backbones, image rows and megabytes on disk."""
+    files = sorted((data_mod.lab_home() / "features").glob("*.pt"))
+    rows = 0
+    for path in files:
+        try:  # the keys only: the features stay on disk (mmap)
+            rows += len(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["keys"])
+        except Exception:  # torn or not ours: it counts for nothing and is computed again
+            continue
+    megabytes = sum(p.stat().st_size for p in files) / 1e6
+    return {"backbones": len(files), "images": rows, "mb": round(megabytes, 1)}
+
+
 def _head_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What the head receives for ``x``, caught by a hook in one forward pass; refused where the
     model's output is not the head's output (something after the head: a probe would miss it)."""

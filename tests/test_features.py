@@ -98,6 +98,7 @@ def test_features_are_kept_per_backbone_and_per_image(folder_probe):
     first = done(fit(config)[1])
     assert first["cached"] == 0 and first["images"] == 12
     assert done(fit(config)[1])["cached"] == 12  # computed once for everyone
+    assert features.kept() == {**features.kept(), "backbones": 1, "images": 12}
     # One photo edited in place: only it is computed again.
     path = src / "bees" / "0.png"
     Image.fromarray(np.full((36, 36, 3), 200, np.uint8)).save(path)

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from resnet_core import classroom, data, strategies
+from resnet_core import classroom, data, features, strategies
 from resnet_core import config as cfg
 from resnet_core.checkpoints import CheckpointError
 from ui import pretrained
@@ -50,6 +50,7 @@ def launch_form() -> None:
     recipe = strategies.PHOTO_RECIPE if photos else strategies.RECIPE
     if photos:
         st.caption(t("compare.imagenet_hint"))
+        st.caption(t("compare.features_kept", **features.kept()))
     with st.form(f"compare_form_{photos}"):  # other defaults for the other kind of backbone
         target = st.selectbox(t("transfer.target"), names, index=names.index(target_default), format_func=dataset_label)
         a, b = st.columns(2)
