@@ -31,7 +31,7 @@ def grid(name: str, version: int, per_class: int) -> dict:
 
 @cached
 def means(name: str, version: int) -> dict:
-    return explore.mean_images(name)
+    return explore.class_means(name)
 
 
 @cached
@@ -147,9 +147,14 @@ def explore_tabs() -> None:
             st.caption(plain(class_name(label)))  # a folder's name is the user's text, never Markdown
     with tabs[2]:
         mean_imgs = means(name, version)
-        st.image(list(mean_imgs.values()), caption=[plain(class_name(c)) for c in mean_imgs], width=84)
+        # How many images each average is of: a folder's are a sample, not the whole split.
+        counts = mean_imgs["counts"].values()
+        st.caption(t("data.means_caption", n=sum(counts), per=max(counts, default=0), of=mean_imgs["of"]))
+        averages = mean_imgs["means"]
+        st.image(list(averages.values()), caption=[plain(class_name(c)) for c in averages], width=84)
     with tabs[3]:
         hist = histogram(name, version)
+        st.caption(t("data.hist_caption", n=hist["images"], of=hist["of"]))
         centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:])]
         frame = pd.DataFrame(
             [

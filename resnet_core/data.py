@@ -502,17 +502,19 @@ def _folder_split(spec: DatasetSpec, split: str, decode: bool = True) -> LabData
     return LabData(spec.name, split, list(spec.classes), 3, spec.size, targets, images, files)
 
 
-def load_dataset(name: str, split: str = "train", download: bool = True) -> LabData:
+def load_dataset(name: str, split: str = "train", download: bool = True, decode: bool = True) -> LabData:
     """Load one split. Raises :class:`DatasetUnavailable` with a sentence when it cannot.
 
     A folder's first load decodes it into its cache (minutes for thousands of photos on a few
     cores) unless it exceeds :func:`cache_budget_mb`; later loads map the cache in milliseconds.
+    ``decode=False``: a folder's files and labels only, from its index (``images`` is None), for
+    callers that decode the few images they show (the data page); other kinds load as ever.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}.")
     spec = get_spec(name)
     if spec.kind == "folder":
-        return _folder_split(spec, split)
+        return _folder_split(spec, split, decode)
     if spec.kind == "sample":
         images, targets = _sample_split(spec, split)
     else:

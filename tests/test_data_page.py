@@ -4,7 +4,7 @@ deleted by whoever added it or the teacher, never by another student."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import classroom, data
+from resnet_core import classroom, data, folders
 from tests.conftest import shown
 from tests.test_folders import make_zip
 from ui.i18n import catalogue
@@ -12,10 +12,11 @@ from ui.i18n import catalogue
 EN = catalogue("en")
 
 
-def data_page(monkeypatch=None, token=None) -> AppTest:
+def data_page(monkeypatch=None, token=None, lang="en") -> AppTest:
     if token:
         monkeypatch.setenv(classroom.TEACHER_ENV, token)
     at = AppTest.from_file("../streamlit_app.py", default_timeout=120)
+    at.query_params["lang"] = lang
     at.run()
     at.switch_page("pages/data.py").run()
     assert not at.exception, at.exception
@@ -90,3 +91,25 @@ def test_a_dataset_added_again_under_its_name_is_shown_anew(lab, tmp_path):
     at = data_page()
     at.selectbox(key="data_name").set_value("pets").run()
     assert [m.value for m in at.metric][0] == "3"  # cat, dog and now bird
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_folder_of_photos_is_shown_from_a_sample_in_both_languages(lab, tmp_path, lang):
+    """36 training photos of 3 classes: every view drawn, each statistic saying what it is of,
+    and no split decoded whole (its training cache is not written by looking at it)."""
+    from tests.test_explore_folders import make_photos
+
+    data.add_folder("photos", make_photos(tmp_path / "photos"))
+    at = data_page(lang=lang)
+    # By index: the box's labels are in the page's language, which the test's thread does not know.
+    at.selectbox(key="data_name").select_index(data.list_datasets().index("photos")).run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert at.selectbox(key="data_name").value == "photos"
+    text = catalogue(lang)
+    assert [m.value for m in at.metric][:3] == ["3", "36", "12"]
+    captions = [c.value for c in at.caption]
+    assert text["data.means_caption"].format(n=36, per=12, of=36) in captions
+    assert text["data.hist_caption"].format(n=36, of=36) in captions
+    pca = text["data.pca_caption"].format(n=36, a=0.5, b=0.25)
+    assert any(c[:8] == pca[:8] for c in captions)  # the share of variance is the sample's, not known here
+    assert not folders.cache_dir(data.data_root(), "photos").exists()

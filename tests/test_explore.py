@@ -45,3 +45,14 @@ def test_pca_map_matches_numpy_and_separates_classes(lab):
     ones = np.array(emb["label"]) == d.classes[1]
     zeros = np.array(emb["label"]) == d.classes[0]
     assert abs(ours[ones, 0].mean() - ours[zeros, 0].mean()) > ours[:, 0].std()  # 0s and 1s fall apart on PC1
+
+
+def test_each_view_says_how_many_images_it_is_computed_from(lab):
+    d = data.load_dataset("fashion-sample", "train")
+    means = explore.class_means("fashion-sample", limit_per_class=50)
+    assert means["counts"] == {c: 50 for c in d.classes} and means["of"] == len(d)
+    same = explore.mean_images("fashion-sample", limit_per_class=50)
+    assert list(same) == list(means["means"]) and all(np.array_equal(same[c], means["means"][c]) for c in same)
+    hist = explore.intensity_histogram("fashion-sample", sample=100)
+    assert (hist["images"], hist["of"]) == (100, len(d))
+    assert explore.pca_map("fashion-sample", n=100)["of"] == len(d)
