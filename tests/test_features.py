@@ -68,6 +68,7 @@ def test_only_a_frozen_deterministic_backbone_is_probed(trained_run):
     assert not features.applies(probe_config(None), model, {"fresh": []})
     assert not features.applies(config, model, {"fresh": ["conv1"]})  # a stem rebuilt at random trains
     assert not features.applies(config, model, {"fresh": []}, world_size=2)
+    assert not features.applies(probe_config(trained_run / "best.pt", max_train_batches=2), model, {"fresh": []})
     assert not features.applies(config, models.get_model("vgg16_bn", 10, 3, 32), {"fresh": []})  # dropout
 
 
@@ -107,15 +108,24 @@ def test_features_are_kept_per_backbone_and_per_image(folder_probe):
     torch.manual_seed(1)
     torch.save(models.get_model("resnet20", 10, 3, 32).state_dict(), backbone)
     assert done(fit(config)[1])["cached"] == 0
-    # Another precision or input is another backbone too.
-    assert features.backbone_key(config, engine_plan(config), "fp32") != features.backbone_key(
-        config, engine_plan(config), "bf16"
+    # Another precision, device or input is another backbone too; the same weights from another file are not.
+    model, plan = built(config)
+    key = features.backbone_key(config, model, plan, "fp32")
+    assert (
+        key
+        != features.backbone_key(config, model, plan, "bf16")
+        != features.backbone_key(config, model, plan, "fp32", "cuda")
     )
+    copy = backbone.with_name("copy.pth")
+    copy.write_bytes(backbone.read_bytes())
+    config_copy = probe_config(copy, dataset="photos", labels_per_class=None, max_test_images=None, epochs=1)
+    assert features.backbone_key(config_copy, *built(config_copy), "fp32") == key
 
 
-def engine_plan(config):
+def built(config):
     info = data.load_dataset(config.dataset, "train")
-    return engine.build_model(config, info, data.normalization(config.dataset))[1]
+    model, plan, _ = engine.build_model(config, info, data.normalization(config.dataset))
+    return model, plan
 
 
 def test_a_damaged_cache_file_is_computed_again(folder_probe):

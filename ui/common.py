@@ -254,8 +254,10 @@ def sidebar() -> None:
 
 
 def chose() -> None:
-    """The visitor picked a checkpoint: it stays theirs, whatever the default becomes."""
+    """The visitor picked a checkpoint: it stays theirs, whatever the default becomes, and Predict
+    opens it, not the ImageNet model chosen there before."""
     st.session_state["checkpoint_auto"] = None
+    st.session_state.pop("predict_imagenet", None)
 
 
 def pin_for_class(path: str) -> None:

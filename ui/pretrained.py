@@ -44,13 +44,19 @@ def _jobs() -> tuple[dict[str, Job], threading.Lock]:
     return {}, threading.Lock()
 
 
+def job_key(name: str) -> str:
+    """One job per network: Predict asks for "resnet50", Transfer for the entry of the model
+    chosen ("resnet50_v1.keras"); both would fetch the same package."""
+    return weights.candidates(name)[0].network
+
+
 def start(name: str) -> Job:
-    """The fetch of ``name`` running now, started unless one is already running."""
+    """The fetch of ``name`` running now, started unless one for its network is already running."""
     jobs, lock = _jobs()
     with lock:
-        job = jobs.get(name)
+        job = jobs.get(job_key(name))
         if job is None or not job.running:
-            job = jobs[name] = Job(name)
+            job = jobs[job_key(name)] = Job(name)
             job.thread = threading.Thread(target=job.run, name=f"resnet-lab-weights-{name}", daemon=True)
             job.thread.start()
     return job
@@ -67,7 +73,7 @@ def describe(cfg: weights.PretrainedCfg) -> str:
 @st.fragment(run_every=1.0)
 def _progress(name: str) -> None:
     """Redrawn every second while the fetch runs; the whole page reruns once it has ended."""
-    job = _jobs()[0].get(name)
+    job = _jobs()[0].get(job_key(name))
     if job is None or not job.running:
         st.rerun()
     stage = t_or(f"pretrained.stage.{job.stage}", job.stage)
@@ -83,7 +89,7 @@ def box(name: str, key: str) -> weights.PretrainedCfg | None:
     if cfg is not None:
         st.caption(describe(cfg))
         return cfg
-    job = _jobs()[0].get(name)
+    job = _jobs()[0].get(job_key(name))
     if job is not None and job.running:
         _progress(name)
         return None
