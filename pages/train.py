@@ -55,6 +55,19 @@ with st.form("train_form"):
     )
     compiled = c.checkbox(t("train.compile"), preset.compile)
     start = st.form_submit_button(t("train.start"), type="primary")
+
+
+def backbone(preset: cfg.TrainConfig, model: str) -> dict:
+    """A folder's preset may start from ImageNet weights (a linear probe of its model, data.folder_preset).
+    Another model chosen instead keeps "imagenet" where it has such weights; otherwise it starts from
+    scratch, everything training (the run would fail on its first line, or train a random head only)."""
+    if not preset.pretrained or model == preset.model:
+        return {"pretrained": preset.pretrained, "trainable": preset.trainable}
+    if preset.pretrained == "imagenet" and model in models.with_imagenet_weights():
+        return {"pretrained": "imagenet", "trainable": preset.trainable}
+    return {"pretrained": None, "trainable": "all"}
+
+
 if start:
     config = cfg.TrainConfig(
         **{
@@ -72,11 +85,7 @@ if start:
             "seed": int(seed),
             "amp": amp,
             "compile": compiled,
-            # A folder's preset starts from ImageNet weights; a model chosen instead that has none
-            # starts from scratch (the run would otherwise fail on its first line).
-            "pretrained": ""
-            if preset.pretrained == "imagenet" and model not in models.with_imagenet_weights()
-            else preset.pretrained,
+            **backbone(preset, model),
         }
     )
     try:

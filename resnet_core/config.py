@@ -64,6 +64,11 @@ class TrainConfig:
     run_dir: str | None = None  # where the run lives; filled by `runs` when it launches
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
 
+    def __post_init__(self) -> None:
+        # "none" or "" from a command line or a config file means no pretrained weights, not a file so named.
+        if isinstance(self.pretrained, str) and self.pretrained.strip().lower() in ("", "none"):
+            self.pretrained = None
+
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` with an actionable sentence; return self when valid."""
         _choice("optimizer", self.optimizer, OPTIMIZERS)

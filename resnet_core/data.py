@@ -334,19 +334,41 @@ def get_spec(name: str) -> DatasetSpec:
         3,
         index["size"],
         source=index["source"],
-        preset=dict(
-            model="resnet18",
-            epochs=10,
-            optimizer="adamw",
-            lr=1e-3,
-            schedule="cosine",
-            batch_size=32,
-            augment="crop+flip",
-            pad=8,
-            pretrained="imagenet",
-            trainable="all",
-        ),
+        preset=folder_preset(index["size"]),
     )
+
+
+SMALL_FOLDER_SIDE = 64  # px: images this small are CIFAR-like; a CIFAR ResNet at their own size fits them
+SCRATCH_SIDE = 64  # px: photos trained from scratch on a CPU, without ImageNet weights at hand
+# The ImageNet weights a folder of photos starts from, first cached wins: Keras' ResNet-50 (npm, so
+# reachable offline) and torchvision's ResNet-18 and ResNet-50.
+FOLDER_BACKBONES = ("resnet50_v1.keras", "resnet18.IMAGENET1K_V1", "resnet50.IMAGENET1K_V2")
+# Head only on frozen ImageNet features, no augmentation: a linear probe (resnet_core.features), the
+# features computed once per photo and the head trained in seconds (ants and bees: 96 % in 19 s on 2 cores).
+_PROBE_PRESET = dict(
+    epochs=10, batch_size=16, optimizer="sgd", lr=0.01, schedule="onecycle", augment="none", trainable="head"
+)
+
+
+def folder_preset(size: int) -> dict:
+    """A folder's first recipe, fitted to its images and to what this server has (a stat per
+    weights file: no download, no network check):
+
+    - small images (CIFAR-like, at most SMALL_FOLDER_SIDE px): CIFAR-10's recipe, a ResNet-20 at
+      their own size;
+    - photos, with ImageNet weights cached: a linear probe of that backbone at its own input (224 px);
+    - photos without: a ResNet-20 from scratch at SCRATCH_SIDE px, which a CPU can afford (an
+      ImageNet-size network from scratch at 224 px takes hours an epoch here), with flips and shifts.
+    """
+    if size <= SMALL_FOLDER_SIDE:
+        return dict(_PHOTO_PRESET)
+    from resnet_core import weights
+
+    for name in FOLDER_BACKBONES:
+        cfg = weights.registry().get(name)
+        if cfg is not None and weights.is_cached(cfg):
+            return dict(_PROBE_PRESET, model=cfg.arch, pretrained=f"imagenet:{cfg.name}", image_size=cfg.input_size)
+    return dict(_PHOTO_PRESET, image_size=SCRATCH_SIDE)
 
 
 def dataset_dir(name: str) -> Path:
