@@ -23,29 +23,14 @@ from resnet_core import engine, features, predict, strategies, system
 from resnet_core.config import TrainConfig
 from tests.conftest import CHECKPOINTS, shown
 from tests.test_chinese_walk import english
+from tests.test_features import probe_config as features_probe_config
 
 IMAGENET = "imagenet:resnet50"
 
 
 def probe_config(backbone, run_dir=None, **overrides) -> TrainConfig:
     """Head only on a frozen digits ResNet-20, no augmentation: engine.fit takes the linear probe."""
-    base = dict(
-        dataset="fashion-sample",
-        model="resnet20",
-        pretrained=str(backbone),
-        trainable="head",
-        augment="none",
-        labels_per_class=10,
-        max_test_images=200,
-        epochs=2,
-        batch_size=16,
-        optimizer="sgd",
-        lr=0.05,
-        schedule="onecycle",
-        amp=False,
-        run_dir=str(run_dir) if run_dir else None,
-    )
-    return TrainConfig(**{**base, **overrides})
+    return features_probe_config(backbone, run_dir=str(run_dir) if run_dir else None, **overrides)
 
 
 def features_done(events: list[dict]) -> dict | None:
