@@ -119,12 +119,14 @@ class LabData:
         return self.take(torch.cat(picked).sort().values)
 
     def subset(self, n: int | None) -> LabData:
-        """The first ``n`` images (the split files are already shuffled, so classes mix)."""
+        """``n`` images with every class in them: the first ``n`` of a bundled split (its files are
+        shuffled, so classes mix); of a folder, ``n`` rows spread evenly over the split, which lists
+        its images class by class (the first 500 of CIFAR-10's test folder are all airplanes)."""
         if n is None or n >= len(self):
             return self
-        files = self.files[:n] if self.files is not None else None
-        images = self.images[:n] if self.images is not None else None
-        return LabData(self.name, self.split, self.classes, self.channels, self.size, self.targets[:n], images, files)
+        if self.files is None:
+            return self.take(torch.arange(n))
+        return self.take(torch.linspace(0, len(self) - 1, n).round().long())
 
 
 # Presets: measured on 2 CPU cores (see benchmarks/train_presets.py and benchmarks/README.md). Small

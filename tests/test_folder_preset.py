@@ -66,3 +66,12 @@ def test_photos_with_imagenet_weights_cached_are_a_linear_probe(offline, tmp_pat
 def test_pretrained_none_means_none(said):
     assert TrainConfig(pretrained=said).pretrained is None
     assert cli_config("--dataset", "mnist-sample", "--pretrained", said).pretrained is None
+
+
+def test_a_capped_test_split_of_a_folder_holds_every_class(offline, tmp_path):
+    data.add_folder("photos", folder(tmp_path / "photos", (40, 40), per_class=10))
+    test = data.load_dataset("photos", "test")
+    assert test.targets.tolist() == sorted(test.targets.tolist())  # a folder lists its images class by class
+    capped = test.subset(2)
+    assert sorted(capped.targets.tolist()) == [0, 1] and len(capped.files) == 2
+    assert capped.files[1] == test.files[-1]  # rows spread over the split, the files with them
