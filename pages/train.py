@@ -161,6 +161,12 @@ def live() -> None:
         st.error(t(f"train.{state}", error=error_text(runs.failure(status))))
     # Progress, loss and speed all come from the last batch event, so they describe the same
     # moment; the time left is the recorder's (status.json), measured from the first batch on.
+    # A linear probe first runs the frozen backbone once over every image: say so, it has no batches.
+    probe = p.get("features")
+    if probe and probe["state"] == "computing" and state in runs.ACTIVE:
+        st.info(t("train.features", images=probe["images"]))
+    elif probe and probe["state"] == "done":
+        st.caption(t("train.features_done", images=probe["images"], cached=probe["cached"], seconds=probe["seconds"]))
     last, done, total = p["last_batch"], len(p["epochs"]), p["config"]["epochs"]
     st.progress(min(done / total, 1.0), text=t("train.epoch_progress", done=done, total=total))
     live_batch = last if last and state in runs.ACTIVE else None

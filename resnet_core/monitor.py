@@ -113,6 +113,7 @@ class RunSummary:
         self.last_batch: dict[str, Any] | None = None
         self.starts = 0  # "start" events: one per trainer that began (or resumed) this run
         self.ended: dict[str, Any] | None = None
+        self.features: dict[str, Any] | None = None  # a linear probe's last "features" event (resnet_core.features)
 
     def update(self) -> bool:
         """Fold in the events appended since the last update; whether anything was new."""
@@ -130,6 +131,8 @@ class RunSummary:
             elif kind == "start":
                 self.starts += 1
                 self.ended = None
+            elif kind == "features":
+                self.features = e
             elif kind == "end":
                 self.ended = e
         return bool(events) or restarted
@@ -192,6 +195,7 @@ class Monitor:
             "steps": summary.last_batch["steps"] if summary.last_batch else None,
             "queue_position": position,
             "starts": summary.starts,
+            "features": summary.features,
             "version": (status.get("updated"), status.get("state"), summary.tail.offset, position),
         }
         with self._lock:

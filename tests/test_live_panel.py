@@ -99,3 +99,31 @@ def test_an_ended_run_replays_on_the_page_then_stops(lab, monkeypatch):
     monkeypatch.setattr(replay.time, "time", lambda: clock)  # long after: the replay has shown everything
     at.run()
     assert replay.KEY not in at.session_state and en["replay.start"] in {b.label for b in at.button}
+
+
+def test_a_linear_probe_says_what_it_computes_before_its_batches(lab, trained_run):
+    config = tiny_config(
+        dataset="fashion-sample",
+        model="resnet20",
+        pretrained=str(trained_run / "best.pt"),
+        trainable="head",
+        augment="none",
+        labels_per_class=5,
+        max_train_batches=None,
+        max_test_images=50,
+        amp=False,
+    )
+    run_dir = runs.create(config)
+    metrics = run_dir / "metrics.jsonl"
+    metrics.write_text(
+        '{"type": "start", "epochs": 1, "steps": 3}\n{"type": "features", "state": "computing", "images": 100}\n'
+    )
+    view = monitor.Monitor(max_age=0).progress(run_dir)
+    assert view["features"] == {"type": "features", "state": "computing", "images": 100} and not view["last_batch"]
+    metrics.unlink()
+    runs.train_run(run_dir)
+    view = monitor.Monitor(max_age=0).progress(run_dir)
+    assert view["features"]["state"] == "done" and view["features"]["images"] == 100
+    at = render("train", "en")
+    said = catalogue("en")["train.features_done"].split("{")[0]
+    assert any(c.value.startswith(said) for c in at.caption), [c.value for c in at.caption]
