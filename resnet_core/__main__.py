@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import traceback
 import types
 import typing
 from pathlib import Path
@@ -479,5 +480,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run_rank() -> int:
+    """``main`` as a torchrun rank: whatever happens, the rank leaves through ``os._exit``. A rank
+    that failed never reached ``engine.teardown_distributed``, and gloo's threads torn down by the
+    interpreter's finalization abort the process (SIGABRT, exit -6), hiding the exit code and the
+    sentence printed. Everything a run keeps is already on disk (atomic writes): nothing is lost."""
+    try:
+        code = main()
+    except SystemExit as err:  # argparse's usage errors
+        code = err.code if isinstance(err.code, int) else 2
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        run_rank()
     sys.exit(main())

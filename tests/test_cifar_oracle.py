@@ -90,3 +90,9 @@ def test_he_et_al_s_trained_resnets_load_and_score_in_the_lab(cifar, depth, tmp_
         assert abs(result["acc"] - JPEG_ACCURACY[depth]) < 0.005, result["acc"]
     else:  # no published figure on the JPEGs: between its neighbours' range
         assert 0.79 < result["acc"] < 0.85, result["acc"]
+    if depth == 20:  # the Predict page's gallery over the 10,000 test images: the same answers, shown
+        shown = predict.evaluate_gallery(predict.Predictor.from_checkpoint(tmp_path / "best.pt"))
+        assert shown["confusion"].sum() == 10_000 and shown["accuracy"] == pytest.approx(result["acc"], abs=0.002)
+        wrong = predict.mistakes(shown)[:12]
+        pixels = predict.gallery_images(shown, wrong)  # decoded for the few shown only
+        assert pixels.shape == (12, 3, 32, 32) and all(shown["preds"][i] != shown["targets"][i] for i in wrong)

@@ -8,6 +8,7 @@ import onnx
 import torch
 
 from resnet_core import models
+from resnet_core.config import TrainConfig
 from tests.conftest import TINY_ARGS, digit_png
 
 
@@ -151,7 +152,8 @@ def test_two_processes_under_torchrun_share_one_run(tmp_path):
         str(run_dir),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The ranks' own words come first in stderr, torchrun's summary of who failed last.
+    assert proc.returncode == 0, proc.stderr[:3000] + "\n[...]\n" + proc.stderr[-1500:]
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     start = next(e for e in events if e["type"] == "start")
     assert start["world_size"] == 2
@@ -162,3 +164,17 @@ def test_two_processes_under_torchrun_share_one_run(tmp_path):
     assert end["status"] == "finished" and end["best_acc"] > 0.2
     ckpt = torch.load(run_dir / "best.pt", weights_only=True)
     assert ckpt["history"][0]["test_acc"] == end["best_acc"]  # evaluation summed over both ranks' shares
+
+
+def test_a_rank_that_fails_under_torchrun_says_why_and_exits_with_its_code(tmp_path):
+    """A run whose dataset is not there: each rank prints the one sentence and exits 2, not a
+    SIGABRT from gloo's threads at the interpreter's finalization, which would hide both."""
+    run_dir = tmp_path / "ddp"
+    run_dir.mkdir()
+    TrainConfig(dataset="gone-photos", model="resnet20", epochs=1).save(run_dir / "config.json")
+    env = {"RESNET_LAB_HOME": str(tmp_path / "lab"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "resnet_core", "train", "--run-dir", str(run_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0 and proc.stderr.count("error: ") == 2 and "gone-photos" in proc.stderr
+    assert "exitcode  : 2" in proc.stderr and "SIGABRT" not in proc.stderr
