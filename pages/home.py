@@ -23,6 +23,10 @@ for col, (page, key) in zip(
         st.markdown(f"**{t(f'home.step.{key}')}**")
         st.caption(t(f"home.step.{key}.what"))
         st.page_link(page, label=t(f"home.step.{key}.go"), icon=":material/arrow_forward:")
+with st.container(border=True):  # the step a class remembers: its own classes, taught with the camera
+    st.markdown(f"**{t('home.step.teach')}**")
+    st.caption(t("home.step.teach.what"))
+    st.page_link("pages/teach.py", label=t("home.step.teach.go"), icon=":material/photo_camera:")
 
 classmates.section()
 

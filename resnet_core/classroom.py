@@ -39,6 +39,11 @@ LIMITS = {
     # so the disk all folder datasets take in the lab is capped instead: 20 of the largest zips.
     "datasets_mb": ("RESNET_LAB_MAX_DATASETS_MB", 10_000, "MB"),
     "upload_days": ("RESNET_LAB_UPLOAD_DAYS", 7, "days"),
+    # "Your classes" (resnet_core.teach): a student's own classes and photos. An example is a
+    # 224 px JPEG of ~15 KB, so 30 students x 10 classes x 50 examples stay near 225 MB.
+    "classes_per_student": ("RESNET_LAB_MAX_CLASSES", 10, "classes"),
+    "examples_per_class": ("RESNET_LAB_MAX_EXAMPLES", 50, "photos"),
+    "examples_mb": ("RESNET_LAB_MAX_EXAMPLES_MB", 1_000, "MB"),
 }
 
 

@@ -107,7 +107,7 @@ def kept() -> dict:
     return {"backbones": len(files), "images": rows, "mb": round(megabytes, 1)}
 
 
-def _head_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def head_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What the head receives for ``x``, caught by a hook in one forward pass; refused where the
     model's output is not the head's output (something after the head: a probe would miss it)."""
     _, head = transfer.find_head(model)
@@ -155,7 +155,7 @@ def compute(
         missing = [i for i, k in enumerate(keys) if k not in kept and k not in new]
         if missing:
             with compute_ctx.autocast(device):
-                feats = _head_input(model, prepare(engine.to_device(x[missing], device)))
+                feats = head_input(model, prepare(engine.to_device(x[missing], device)))
             new.update(zip([keys[i] for i in missing], feats.cpu().unbind(0)))
         hits += len(keys) - len(missing)
         rows.extend(kept.get(k, new.get(k)) for k in keys)

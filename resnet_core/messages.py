@@ -37,6 +37,23 @@ ENGLISH: dict[str, str] = {
     "checkpoint.unreadable_weights": "{name} is not a readable PyTorch weights file ({why}).",
     "checkpoint.not_state_dict": "{name} is not a state_dict (a dict of parameter names to tensors).",
     "checkpoint.mismatch": "{name} does not fit a {model} ({detail}); choose the architecture it was trained with.",
+    # your classes (teach)
+    "teach.name_empty": "A class needs a name; type one (any language) and add it.",
+    "teach.name_long": "A class name has at most {most} characters; shorten it.",
+    "teach.name_taken": "You already have a class named {name}; choose another name.",
+    "teach.no_class": "There is no class named {name}; your classes are: {valid}.",
+    "teach.too_many_classes": "You have {most} classes, this class's limit; remove one to add another.",
+    "teach.class_full": "{name} has {most} photos, this class's limit per class; remove some to add more.",
+    "teach.disk_full": (
+        "The photos of everyone's classes take this server's limit of {most} MB; "
+        "remove some of yours or ask the teacher to make room."
+    ),
+    "teach.no_backbone": (
+        "The ImageNet ResNet-50 is not on this server yet; get it with the button on this page "
+        "(or python -m resnet_core weights get {network})."
+    ),
+    "teach.too_few": "To train, make at least {classes} classes with at least {examples} photos each.",
+    "teach.not_trained": "Train on your classes first (they changed since the last training).",
     # classroom
     "classroom.not_yours": "{run} belongs to another student; only they or the teacher can change it.",
     "classroom.run_cost": (

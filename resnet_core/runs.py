@@ -852,6 +852,7 @@ def _row(run_dir: Path) -> dict[str, Any] | None:
         "owner": status.get("owner"),
         "group": extra.get("group"),
         "kind": group_kind(extra),
+        "title": (extra.get("teach") or {}).get("title"),  # a student's own classes (teach.save_run)
     }
 
 

@@ -102,8 +102,8 @@ def test_a_stop_during_the_features_pass_is_honoured_soon_and_the_run_resumes(la
     ImageNet ResNet-50 on fashion-sample (14,000 images at 224 px, ~30 images/s) the Stop button does
     nothing for some 8 minutes, and the Train page shows no progress meanwhile."""
     computed = []
-    original = features._head_input
-    monkeypatch.setattr(features, "_head_input", lambda m, x: computed.append(len(x)) or original(m, x))
+    original = features.head_input
+    monkeypatch.setattr(features, "head_input", lambda m, x: computed.append(len(x)) or original(m, x))
     seen = []
     config = probe_config(backbone, run_dir(tmp_path, "run"), labels_per_class=20)  # 200 + 200 images
     result = engine.fit(config, callback=seen.append, should_stop=lambda: any(e["type"] == "features" for e in seen))

@@ -38,6 +38,7 @@ def frame() -> st.Page:
             st.Page("pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
             st.Page("pages/transfer.py", title=t("nav.transfer"), icon=":material/swap_horiz:"),
             st.Page("pages/predict.py", title=t("nav.predict"), icon=":material/image_search:"),
+            st.Page("pages/teach.py", title=t("nav.teach"), icon=":material/photo_camera:"),
         ]
     )
     st.session_state[FRAME_KEY] = True
@@ -209,6 +210,8 @@ def checkpoint_label(row: dict) -> str:
     acc = f"{row['best_acc']:.1%}" if row.get("best_acc") is not None else "-"
     if row.get("kind") == "shipped":
         return t("checkpoint.shipped", dataset=dataset_label(row["dataset"]), model=row["model"], acc=acc)
+    if row.get("title"):  # a student's own classes, by the name they gave
+        return f"{row['title']} ({row['model']}, {acc})"
     return f"{row['run']} ({row['model']}, {acc})"
 
 
