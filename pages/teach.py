@@ -20,6 +20,7 @@ require_frame("pages/teach.py")
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
 THUMB = 96  # px: a thumbnail of an example
 PRUNE_EVERY_S = 3600
+CAMERA = "teach_camera"  # where the page's one camera is: "add" (photos to a class) or "try"
 
 
 @st.cache_resource(show_spinner=False)
@@ -33,6 +34,20 @@ def prune_now_and_then() -> None:
     if time.time() - last["at"] > PRUNE_EVERY_S:
         last["at"] = time.time()
         teach.prune()
+
+
+def camera_here(place: str, label: str, key: str):
+    """The page's one camera, in ``place`` ("add" or "try"); elsewhere a button that brings it.
+    Two live cameras on one page would each ask for the device: a phone gives the second none,
+    and a browser's second stream can stay black."""
+    if st.session_state.setdefault(CAMERA, "add") == place:
+        return st.camera_input(label, key=key)
+    st.button(t("teach.camera.here"), key=f"{key}_here", icon=":material/photo_camera:", on_click=_move, args=(place,))
+    return None
+
+
+def _move(place: str) -> None:
+    st.session_state[CAMERA] = place
 
 
 def refuse(err: Exception) -> None:
@@ -104,7 +119,7 @@ target = st.radio(t("teach.add.to"), names, horizontal=True, key="teach_target")
 shots = st.session_state.setdefault("teach_shots", 0)  # the camera's key: fresh after every shot
 cam_col, up_col = st.columns(2)
 with cam_col:
-    shot = st.camera_input(t("teach.add.camera"), key=f"teach_cam_{shots}")
+    shot = camera_here("add", t("teach.add.camera"), f"teach_cam_{shots}")
     if shot is not None:
         try:
             added = teach.add_example(owner, target, shot.getvalue(), "shot.jpg", net)
@@ -145,6 +160,7 @@ if st.button(t("teach.train.button"), type="primary", icon=":material/model_trai
     with st.spinner(t("teach.train.running")):
         try:
             teach.train(owner, net)
+            st.session_state[CAMERA] = "try"  # trained: the camera goes where the model is tried
         except teach.TeachError as err:
             refuse(err)
 done = teach.trained(owner)
@@ -183,7 +199,8 @@ if done is not None:
 if done is not None and not done["stale"]:
     st.subheader(t("teach.try"))
     cam_col, up_col = st.columns(2)
-    live = cam_col.camera_input(t("teach.try.camera"), key="teach_live")
+    with cam_col:
+        live = camera_here("try", t("teach.try.camera"), "teach_live")
     photo = up_col.file_uploader(
         t("teach.try.upload"), type=IMAGE_TYPES, max_upload_size=classroom.limit("photo_mb"), key="teach_try_up"
     )
@@ -215,7 +232,7 @@ if done is not None and not done["stale"]:
                 if cam is None:
                     cam = teach.explain(owner, answer["prepared"].tensor, answer["top"], net)
                     st.session_state["teach_answer"] = (token, answer, cam)
-                st.image(cam, caption=t("teach.gradcam", name=answer["classes"][answer["top"]]), width=200)
+                st.image(cam, caption=t("teach.gradcam", name=answer["classes"][answer["top"]]), width="stretch")
             with right:
                 st.markdown(t("teach.nearest"))
                 cols = st.columns(teach.NEAREST)
