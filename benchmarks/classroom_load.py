@@ -1,7 +1,7 @@
 """A classroom on one server: N simulated students against a fresh server, started as `make app` does.
 
     .venv/bin/python benchmarks/classroom_load.py             # N = 1, 10, 30: about 15 minutes on 2 cores
-    .venv/bin/python benchmarks/classroom_load.py --quick     # N = 1, 3, short windows: under a minute
+    .venv/bin/python benchmarks/classroom_load.py --quick     # N = 1, 3, short windows: about 2 minutes
     .venv/bin/python benchmarks/classroom_load.py --browser   # and 3 headless Chromium tabs at the end
     .venv/bin/python benchmarks/classroom_load.py --students 10 --scenarios predict   # one part
 
@@ -14,8 +14,16 @@ server and the trainer. For each N, on a fresh server with its own lab home (loo
 2. theory, warm: everyone opens it again from new tabs;
 3. a training run starts (mnist-sample, ResNet-20); its images/s alone are measured;
 4. predict: everyone opens /predict and uploads one photo (HTTP PUT, as st.file_uploader does);
-5. train, idle: everyone sits on /train while the run trains; server CPU per student per second;
-6. train, start: everyone presses "Start training" together; seconds until each sees its own
+5. teach (Your classes, pages/teach.py, on the ImageNet ResNet-50): everyone opens /teach, names
+   two classes through the page's form ("ants", "bees"), then adds K camera shots to each at once
+   (K = 3, quick 2: 640x480 JPEG frames of ../shared/data/hymenoptera.zip's photos; seconds until
+   the "Added to ..." toast), presses "Train" at once (until the held-out accuracy shows), brings
+   the page's one camera to "Try it" and shoots once (until the answer, Grad-CAM and nearest
+   photos are drawn).
+   The fresh lab links the cached weights from $RESNET_LAB_WEIGHTS_FROM, else
+   ~/.cache/resnet-lab-tests/lab/weights or ./lab/weights; without them this part is skipped;
+6. train, idle: everyone sits on /train while the run trains; server CPU per student per second;
+7. train, start: everyone presses "Start training" together; seconds until each sees its own
    run (queued with its position, or live); then the queue is advanced a few times and every
    run's trainers are counted (start events in metrics.jsonl, distinct trainer processes).
 
@@ -41,6 +49,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +57,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from protocol_client import Client  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera.zip"
 START_WINDOW_S = 60  # a student who has not seen their run after this long is an error
 
 
@@ -288,6 +298,188 @@ async def predict(server: Server, n: int, trainer: Path) -> dict:
     return sc.row(clients)
 
 
+# ---- Your classes: name two classes, add camera shots, train the head, try a shot
+TEACH_CLASSES = ("ants", "bees")
+WEIGHTS_HOW = (
+    "teach skipped: no ImageNet ResNet-50 weights to link into the fresh lab ({where}); get them with "
+    "`python -m resnet_core weights get resnet50` (into ./lab/weights) or point RESNET_LAB_WEIGHTS_FROM "
+    "at a folder that holds them"
+)
+
+
+def weights_from() -> list[Path]:
+    if os.environ.get("RESNET_LAB_WEIGHTS_FROM"):
+        return [Path(os.environ["RESNET_LAB_WEIGHTS_FROM"]).expanduser()]
+    return [Path.home() / ".cache" / "resnet-lab-tests" / "lab" / "weights", ROOT / "lab" / "weights"]
+
+
+def link_weights(home: Path) -> bool:
+    """The cached ImageNet ResNet-50 weights (Your classes stands on them) linked into the fresh
+    lab's weights/, not copied (100 MB); False when no folder of ``weights_from`` holds them."""
+    from resnet_core import teach, weights
+
+    for cfg in weights.candidates(teach.NETWORK):
+        source = next((d / cfg.file for d in weights_from() if (d / cfg.file).is_file()), None)
+        if cfg.kind != "torchvision" and source is not None:
+            (home / "weights").mkdir(parents=True, exist_ok=True)
+            (home / "weights" / cfg.file).symlink_to(source.resolve())
+    return weights.cached(teach.NETWORK) is not None  # RESNET_LAB_HOME is ``home`` (one_server)
+
+
+def camera_frames(per_class: int, tries: int) -> tuple[dict[str, list[bytes]], list[tuple[str, bytes]], str]:
+    """Frames as st.camera_input sends them (640x480 JPEG): ``per_class`` photos of each class from
+    hymenoptera.zip's train folders for the shots, ``tries`` from its val folders (classes in
+    turn) to try; without the zip, PIL noise, timed alike (what the page learns from it is noise)."""
+    import numpy as np
+    from PIL import Image
+
+    def frame(im: Image.Image) -> bytes:
+        im = im.convert("RGB")
+        w, h = im.size
+        cw, ch = min(w, h * 4 // 3), min(h, w * 3 // 4)  # the middle 4:3, as a webcam frames it
+        left, top = (w - cw) // 2, (h - ch) // 2
+        buf = io.BytesIO()
+        im.crop((left, top, left + cw, top + ch)).resize((640, 480)).save(buf, "JPEG", quality=85)
+        return buf.getvalue()
+
+    if HYMENOPTERA.is_file():
+        with zipfile.ZipFile(HYMENOPTERA) as zf:
+            names = sorted(m for m in zf.namelist() if m.lower().endswith(".jpg"))
+
+            def read(split: str, cls: str, k: int) -> list[bytes]:
+                picked = [m for m in names if f"/{split}/{cls}/" in m][:k]
+                return [frame(Image.open(io.BytesIO(zf.read(m)))) for m in picked]
+
+            shots = {cls: read("train", cls, per_class) for cls in TEACH_CLASSES}
+            held = [read("val", cls, (tries + 1) // 2) for cls in TEACH_CLASSES]
+        where = "hymenoptera.zip"
+    else:
+        rng = np.random.default_rng(0)
+        noise = lambda k: [frame(Image.fromarray(rng.integers(0, 256, (480, 640, 3), np.uint8))) for _ in range(k)]  # noqa: E731
+        shots = {cls: noise(per_class) for cls in TEACH_CLASSES}
+        held = [noise((tries + 1) // 2) for _ in TEACH_CLASSES]
+        where = f"PIL noise ({HYMENOPTERA} is absent)"
+    tried = [(cls, f) for pair in zip(*held) for cls, f in zip(TEACH_CLASSES, pair)]
+    return shots, tried, where
+
+
+def step_row(sc: Scenario, clients: list[Client]) -> dict:
+    """One step's row; the exception boxes counted go, so that the next step counts its own."""
+    row = sc.row(clients)
+    for c in clients:
+        c.stats.exceptions.clear()
+    return row
+
+
+async def teach_class(server: Server, n: int, trainer: Path, shots: int) -> list[dict]:
+    """Everyone on /teach at once: two classes through the form, ``shots`` camera shots to each,
+    "Train", one shot to try; one row per step. A student's step waits for the previous one."""
+    frames, tries, where = camera_frames(min(n * shots, 60), min(n, 30))
+    clients = await connect(server, n)
+    rows, wait = [], 300  # the page's answer, however late, is measured: the rows say how late
+    sending = f"{len(frames[TEACH_CLASSES[0]])}+{len(frames[TEACH_CLASSES[1]])} frames from {where}"
+
+    async with Scenario("teach, open", n, server, trainer) as sc:
+        sc.seconds += await asyncio.gather(*(c.run(page_name="teach", timeout=wait) for c in clients))
+        sc.errors += ["no class form on /teach" for c in clients if not c.find("text_input")]
+    rows.append(step_row(sc, clients))
+
+    async with Scenario("teach, add class", n, server, trainer) as sc:
+
+        async def add_classes(c: Client) -> None:
+            for cls in TEACH_CLASSES:
+                try:
+                    c.fill("New class", cls)
+                    sc.seconds.append(await c.click("Add class", timeout=wait))
+                except LookupError as err:
+                    sc.errors.append(str(err))
+                    return
+            radio = c.find("radio", lambda r: r.label == "Add to")
+            if radio is None or list(radio.options) != list(TEACH_CLASSES):
+                sc.errors.append(f"classes shown: {list(radio.options) if radio else None}")
+
+        await asyncio.gather(*(add_classes(c) for c in clients))
+    rows.append(step_row(sc, clients))
+
+    async with Scenario(f"teach, {shots}+{shots} shots", n, server, trainer) as sc:
+        sc.extra["photos"] = sending
+
+        async def shoot(c: Client, i: int) -> None:
+            for cls in TEACH_CLASSES:
+                try:
+                    if cls != TEACH_CLASSES[0] and await c.choose("Add to", cls, timeout=wait) < 0:
+                        sc.errors.append(f"choosing {cls} never finished")
+                        return
+                    for j in range(shots):
+                        camera = c.find("camera_input", lambda w: "-teach_cam_" in w.id)  # a new key each shot
+                        if camera is None:
+                            raise LookupError("no camera on the page")
+                        frame = frames[cls][(i * shots + j) % len(frames[cls])]
+                        name = f"camera-input-{time.strftime('%Y-%m-%dT%H_%M_%S')}.jpg"  # as the frontend names it
+                        seconds = await c.upload(name, frame, "image/jpeg", wait, camera)
+                        sc.seconds.append(seconds)
+                        added = f"Added to {cls}"
+                        if seconds >= 0 and not any(t.body.startswith(added) for t in c.find_all("toast")):
+                            sc.errors.append(f"no {added!r} after a shot: {[e.body for e in c.find_all('alert')]}")
+                except (LookupError, OSError, TimeoutError) as err:
+                    sc.errors.append(f"shot: {err}")
+                    return
+
+        await asyncio.gather(*(shoot(c, i) for i, c in enumerate(clients)))
+    rows.append(step_row(sc, clients))
+
+    async with Scenario("teach, train", n, server, trainer) as sc:
+        accuracies = []
+
+        async def train_head(c: Client) -> None:
+            try:
+                seconds = await c.click("Train", timeout=wait)
+            except LookupError as err:
+                sc.errors.append(str(err))
+                return
+            sc.seconds.append(seconds)
+            shown = c.find("metric", lambda m: m.label == "Accuracy on unseen photos")
+            if shown is None and seconds >= 0:
+                sc.errors.append(f"no held-out accuracy after Train: {[e.body for e in c.find_all('alert')]}")
+            elif shown is not None:
+                accuracies.append(int(shown.body.rstrip("%")))
+                kept = c.find("metric", lambda m: m.label == "Photos")
+                if kept is None or kept.body != str(2 * shots):  # every shot in, none lost to another
+                    sc.errors.append(f"trained on {kept.body if kept else None} photos, not {2 * shots}")
+
+        await asyncio.gather(*(train_head(c) for c in clients))
+        sc.extra["held_out_median"] = f"{statistics.median(accuracies):.0f}%" if accuracies else None
+    rows.append(step_row(sc, clients))
+
+    async with Scenario("teach, try it", n, server, trainer) as sc:
+        right = []
+
+        async def try_it(c: Client, i: int) -> None:
+            truth, frame = tries[i % len(tries)]
+            live = lambda c: c.find("camera_input", lambda w: w.id.endswith("-teach_live"))  # noqa: E731
+            try:
+                if live(c) is None and await c.click("Use the camera here", timeout=wait) < 0:  # the page's one camera
+                    raise TimeoutError("bringing the camera to Try it never finished")
+                camera = live(c)
+                if camera is None:
+                    raise LookupError("no camera under Try it")
+                seconds = await c.upload("camera-input-try.jpg", frame, "image/jpeg", wait, camera)
+            except (LookupError, OSError, TimeoutError) as err:
+                sc.errors.append(f"try it: {err}")
+                return
+            sc.seconds.append(seconds)
+            answers = [m.body[2:-2] for m in c.find_all("markdown") if m.body in {f"**{k}**" for k in TEACH_CLASSES}]
+            if not answers and seconds >= 0:
+                sc.errors.append("no answer shown for the shot")
+            right.append(answers[:1] == [truth])
+
+        await asyncio.gather(*(try_it(c, i) for i, c in enumerate(clients)))
+        sc.extra["answers_right"] = f"{sum(right)}/{len(right)}"
+    rows.append(step_row(sc, clients))
+    await close(clients)
+    return rows
+
+
 def headings(c: Client) -> list[str]:
     return [h.body for h in c.find_all("heading")]
 
@@ -458,6 +650,9 @@ async def one_server(sizes: list[int], quick: bool, browser: bool, scenarios: se
     home = Path(tempfile.mkdtemp(prefix="classroom-"))
     os.environ["RESNET_LAB_HOME"] = str(home)  # this process launches the trainer into the same lab
     finished_run(home)
+    if "teach" in scenarios and not link_weights(home):
+        print(WEIGHTS_HOW.format(where=", ".join(map(str, weights_from()))), flush=True)
+        scenarios = scenarios - {"teach"}
     server = Server(home)
     rows, trainer = Rows(), None
     try:
@@ -476,6 +671,8 @@ async def one_server(sizes: list[int], quick: bool, browser: bool, scenarios: se
                 rows.alone = images_per_s(trainer, t0, time.time())
             if "predict" in scenarios:
                 rows.append(await predict(server, n, trainer))
+            if "teach" in scenarios:
+                rows += await teach_class(server, n, trainer, 2 if quick else 3)
             if "train" in scenarios:
                 rows += await train(server, n, trainer, 3 if quick else 20, (1 if quick else 3) if last else 0)
         if browser:
@@ -504,7 +701,7 @@ def finished_run(home: Path) -> None:
     (run_dir / "status.json").write_text(json.dumps(status))
 
 
-SCENARIOS = ["theory", "predict", "train"]
+SCENARIOS = ["theory", "predict", "teach", "train"]
 COLUMNS = [
     ("scenario", "{}"),
     ("students", "{}"),
@@ -570,7 +767,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):  # sent to us directly: stop as on Ctrl-C, cleaning up
         signal.signal(sig, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N = 1, 3 with short windows (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="N = 1, 3 with short windows (about 2 minutes)")
     parser.add_argument("--students", type=int, nargs="+", help="class sizes (default 1 10 30; quick 1 3)")
     parser.add_argument("--browser", action="store_true", help="check 3 real Chromium tabs at the end")
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -585,7 +782,7 @@ def main(argv=None) -> int:
     print(clients_yield())
     print(" | ".join(name for name, _ in COLUMNS) + " | notes", flush=True)
     rows = []
-    # A fresh server for each class size; the quick mode shares one, to stay under a minute.
+    # A fresh server for each class size; the quick mode shares one, to stay short.
     groups = [sizes] if args.quick else [[n] for n in sizes]
     for i, group in enumerate(groups):
         browser = args.browser and i == len(groups) - 1

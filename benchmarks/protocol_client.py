@@ -11,7 +11,9 @@ It does what Streamlit's frontend (``frontend/app/src/App.tsx``, ``WidgetStateMa
   run's ``new_session`` and by ``stop_auto_rerun``, as the frontend does,
 - uploads a file the way ``st.file_uploader`` does: ``file_urls_request``, an HTTP PUT of a
   multipart body to the URL the server hands back (with the XSRF cookie as a header), then a
-  widget state naming the file.
+  widget state naming the file; a ``st.camera_input`` shot is uploaded the same way,
+- types into a ``st.text_input`` and picks a ``st.radio`` option (both a ``string_value``); a
+  form's widgets are sent with its submit button's trigger, as the frontend sends them on submit.
 
 No cached-message hashes are sent, so the server always sends whole messages.
 Checked against Streamlit 1.67's server (``streamlit/web/server/starlette``) and its bundled frontend.
@@ -131,6 +133,8 @@ class Client:
                 if delta.new_element.WhichOneof("type") == "exception":
                     e = delta.new_element.exception
                     self.stats.exceptions.append(f"{e.type}: {e.message}")
+            elif delta.WhichOneof("type") == "add_block":  # a container now stands where an element was
+                self.elements.pop(path, None)
         elif kind == "navigation":  # the page the server resolved: later reruns name it by hash
             self.page_hash = msg.navigation.page_script_hash or self.page_hash
         elif kind == "auto_rerun":
@@ -254,15 +258,34 @@ class Client:
         self.stats.finishes.clear()
         await self._send_rerun(triggers=[self._trigger(label)])
 
+    def fill(self, label: str, text: str) -> None:
+        """Type ``text`` into the text input labelled ``label``, with no run: inside a form the value
+        goes with the submit button's trigger (``click``), as the frontend sends a form's widgets."""
+        box = self.find("text_input", lambda w: w.label == label)
+        if box is None:
+            raise LookupError(f"no text input {label!r} on the page")
+        self.widgets[box.id] = WidgetState(id=box.id, string_value=text)
+
+    async def choose(self, label: str, option: str, timeout: float = 120) -> float:
+        """Pick ``option`` of the radio labelled ``label`` (its value is the option's text); seconds
+        until the run it starts has finished, or -1."""
+        radio = self.find("radio", lambda w: w.label == label)
+        if radio is None or option not in radio.options:
+            raise LookupError(f"no radio {label!r} with the option {option!r} on the page")
+        self.widgets[radio.id] = WidgetState(id=radio.id, string_value=option)
+        return await self.run(timeout=timeout)
+
     def _trigger(self, label: str) -> WidgetState:
         button = self.find("button", lambda b: b.label == label)
         if button is None:
             raise LookupError(f"no button {label!r} on the page")
         return WidgetState(id=button.id, trigger_value=True)
 
-    async def upload(self, name: str, data: bytes, mime: str, timeout: float = 120) -> float:
-        """Drop a file on the page's file uploader; seconds until the page has answered, or -1."""
-        widget = self.find("file_uploader")
+    async def upload(self, name: str, data: bytes, mime: str, timeout: float = 120, widget=None) -> float:
+        """Drop a file on ``widget`` (a file uploader or a camera input found on the page: a camera's
+        shot is uploaded as a file is), the page's first file uploader by default; seconds until the
+        page has answered, or -1."""
+        widget = widget or self.find("file_uploader")
         if widget is None or self._ws is None:
             raise LookupError("no file uploader on the page")
         start = time.perf_counter()

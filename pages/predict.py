@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from resnet_core import classroom, predict
+from resnet_core import classroom, predict, teach
 from resnet_core.checkpoints import CheckpointError
 from resnet_core.data import DatasetUnavailable
 from ui import drawpad, gallery, pretrained
@@ -210,5 +210,7 @@ def show_gallery() -> None:
 with tab_gallery:
     if tab_gallery.open and predictor.dataset == "imagenet":
         st.info(t("predict.no_gallery"))
+    elif tab_gallery.open and predictor.dataset == teach.DATASET:  # a student's own classes: no test split
+        st.info(t("predict.no_gallery_teach"))
     elif tab_gallery.open:  # not st.stop(): a stopped run would leave stale widget state unpruned
         show_gallery()

@@ -2,6 +2,7 @@
 of the ImageNet ResNet-50 on them, points the camera to see what it learned (per-class bars,
 Grad-CAM, the nearest examples), and saves the model as a run (resnet_core/teach.py)."""
 
+import contextlib
 import hashlib
 import time
 
@@ -10,9 +11,9 @@ import plotly.express as px
 import streamlit as st
 
 from resnet_core import classroom, teach
-from resnet_core.imaging import ImageError
+from resnet_core.messages import LabError
 from ui import pretrained
-from ui.common import actor, chart_text, error_text, load_weights_predictor, require_frame
+from ui.common import actor, chart_text, error_text, load_weights_predictor, plain, require_frame
 from ui.i18n import t
 
 require_frame("pages/teach.py")
@@ -21,6 +22,9 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
 THUMB = 96  # px: a thumbnail of an example
 PRUNE_EVERY_S = 3600
 CAMERA = "teach_camera"  # where the page's one camera is: "add" (photos to a class) or "try"
+# Every refusal the core words for a visitor (TeachError, ImageError, ClassroomError, a full disk's
+# CheckpointError): one sentence on the page, never a traceback.
+REFUSALS = (LabError,)
 
 
 @st.cache_resource(show_spinner=False)
@@ -33,7 +37,8 @@ def prune_now_and_then() -> None:
     last = _pruned()
     if time.time() - last["at"] > PRUNE_EVERY_S:
         last["at"] = time.time()
-        teach.prune()
+        with contextlib.suppress(LabError, OSError):  # a full disk: the visitor's page opens all the same
+            teach.prune()
 
 
 def camera_here(place: str, label: str, key: str):
@@ -90,7 +95,7 @@ with st.form("teach_new_class", clear_on_submit=True, border=False):
         try:
             teach.add_class(owner, new_name)
             st.rerun()
-        except teach.TeachError as err:
+        except REFUSALS as err:
             refuse(err)
 
 if not names:
@@ -100,22 +105,28 @@ if not names:
 for c in state["classes"]:
     with st.container(border=True):
         head, remove = st.columns([5, 1], vertical_alignment="center")
-        head.markdown(f"**{c['name']}** · {t('teach.count', n=len(c['examples']))}")
+        head.markdown(f"**{plain(c['name'])}** · {t('teach.count', n=len(c['examples']))}")  # the student's text
         if remove.button(t("teach.class.remove"), key=f"drop-{c['name']}", icon=":material/delete:"):
-            teach.remove_class(owner, c["name"])
-            st.rerun()
+            try:
+                teach.remove_class(owner, c["name"])  # another tab may have removed it first
+                st.rerun()
+            except REFUSALS as err:
+                refuse(err)
         shown = [e for e in c["examples"] if teach.example_path(owner, e["id"]).is_file()]
         for start in range(0, len(shown), 8):
             cols = st.columns(8)
             for col, e in zip(cols, shown[start : start + 8]):
                 col.image(str(teach.example_path(owner, e["id"])), width=THUMB)
                 if col.button("✕", key=f"del-{e['id']}", help=t("teach.example.remove")):
-                    teach.remove_example(owner, e["id"])
-                    st.rerun()
+                    try:
+                        teach.remove_example(owner, e["id"])
+                        st.rerun()
+                    except REFUSALS as err:
+                        refuse(err)
 
 # --- 2. adding examples ------------------------------------------------------------------------
 st.subheader(t("teach.add"))
-target = st.radio(t("teach.add.to"), names, horizontal=True, key="teach_target")
+target = st.radio(t("teach.add.to"), names, horizontal=True, key="teach_target", format_func=plain)  # Markdown
 shots = st.session_state.setdefault("teach_shots", 0)  # the camera's key: fresh after every shot
 cam_col, up_col = st.columns(2)
 with cam_col:
@@ -124,7 +135,7 @@ with cam_col:
         try:
             added = teach.add_example(owner, target, shot.getvalue(), "shot.jpg", net)
             st.session_state["teach_added"] = (target, added["seconds"])
-        except (teach.TeachError, ImageError, classroom.ClassroomError) as err:
+        except REFUSALS as err:
             st.session_state["teach_added"] = err
         st.session_state["teach_shots"] = shots + 1  # one press per shot: the next render is a new camera
         st.rerun()
@@ -136,12 +147,12 @@ with up_col:
         max_upload_size=classroom.limit("photo_mb"),
         key=f"teach_up_{st.session_state.setdefault('teach_uploads', 0)}",
     )
-    if files and st.button(t("teach.add.upload_button", n=len(files), name=target), icon=":material/upload:"):
+    if files and st.button(t("teach.add.upload_button", n=len(files), name=plain(target)), icon=":material/upload:"):
         problems = []
         for f in files:
             try:
                 teach.add_example(owner, target, f.getvalue(), f.name, net)
-            except (teach.TeachError, ImageError, classroom.ClassroomError) as err:
+            except REFUSALS as err:
                 problems.append(err)
         st.session_state["teach_uploads"] += 1  # empties the uploader: the photos are in the class now
         st.session_state["teach_added"] = problems[0] if problems else (target, None)
@@ -151,7 +162,7 @@ if isinstance(news, Exception):
     refuse(news)
 elif news is not None:
     where, seconds = news
-    st.toast(t("teach.added", name=where) + (t("teach.added_in", s=f"{seconds:.2f}") if seconds else ""))
+    st.toast(t("teach.added", name=plain(where)) + (t("teach.added_in", s=f"{seconds:.2f}") if seconds else ""))
 
 # --- 3. training ------------------------------------------------------------------------------
 st.subheader(t("teach.train"))
@@ -161,9 +172,9 @@ if st.button(t("teach.train.button"), type="primary", icon=":material/model_trai
         try:
             teach.train(owner, net)
             st.session_state[CAMERA] = "try"  # trained: the camera goes where the model is tried
-        except teach.TeachError as err:
+        except REFUSALS as err:
             refuse(err)
-done = teach.trained(owner)
+done = teach.trained(owner, net)  # stale too where this server's backbone gives other features
 if done is not None:
     result = done["result"]
     if done["stale"]:
@@ -184,6 +195,8 @@ if done is not None:
         labels={"x": t("teach.predicted"), "y": t("teach.true"), "color": t("teach.count_axis")},
     )
     fig.update_layout(height=160 + 40 * len(classes), margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    fig.update_xaxes(type="category")  # classes named "1" and "1.0": two columns, not one number
+    fig.update_yaxes(type="category")
     st.plotly_chart(fig, key="teach_confusion")
     wrong = [r for r in result["held_out"] if r["true"] != r["pred"]]
     if wrong:
@@ -193,7 +206,8 @@ if done is not None:
             path = teach.example_path(owner, r["id"])
             if path.is_file():
                 cols[i % 8].image(str(path), width=THUMB)
-                cols[i % 8].caption(f"{result['classes'][r['true']]} → {result['classes'][r['pred']]}")
+                true, pred = plain(result["classes"][r["true"]]), plain(result["classes"][r["pred"]])
+                cols[i % 8].caption(f"{true} → {pred}")
 
 # --- 4. trying it -----------------------------------------------------------------------------
 if done is not None and not done["stale"]:
@@ -216,23 +230,29 @@ if done is not None and not done["stale"]:
             try:
                 answer = teach.ask(owner, raw, source.name or "shot.jpg", net)
                 st.session_state["teach_answer"] = (token, answer, None)
-            except (teach.TeachError, ImageError, classroom.ClassroomError) as err:
+            except REFUSALS as err:
                 refuse(err)
         if answer is not None:
             bars = pd.DataFrame({"class": [chart_text(n) for n in answer["classes"]], "p": answer["probs"]})
             fig = px.bar(bars, x="p", y="class", orientation="h", range_x=[0, 1], text_auto=".0%")
             fig.update_layout(height=80 + 36 * len(bars), margin={"l": 10, "r": 10, "t": 10, "b": 10})
             fig.update_layout(xaxis_title=t("teach.probability"), yaxis_title=None)
+            fig.update_yaxes(type="category")
             left, mid, right = st.columns([2, 1, 2])
             with left:
-                st.markdown(f"**{answer['classes'][answer['top']]}**")
+                st.markdown(f"**{plain(answer['classes'][answer['top']])}**")
                 st.plotly_chart(fig, key="teach_bars")
                 st.caption(t("teach.answer_in", s=f"{answer['seconds']:.2f}"))
             with mid:  # after the bars: they show while Grad-CAM is computed
                 if cam is None:
-                    cam = teach.explain(owner, answer["prepared"].tensor, answer["top"], net)
-                    st.session_state["teach_answer"] = (token, answer, cam)
-                st.image(cam, caption=t("teach.gradcam", name=answer["classes"][answer["top"]]), width="stretch")
+                    try:  # trained again in another tab since the bars: nothing left to explain
+                        cam = teach.explain(owner, answer["prepared"].tensor, answer["top"], net)
+                        st.session_state["teach_answer"] = (token, answer, cam)
+                    except REFUSALS as err:
+                        refuse(err)
+                if cam is not None:
+                    name = plain(answer["classes"][answer["top"]])
+                    st.image(cam, caption=t("teach.gradcam", name=name), width="stretch")
             with right:
                 st.markdown(t("teach.nearest"))
                 cols = st.columns(teach.NEAREST)
@@ -240,7 +260,7 @@ if done is not None and not done["stale"]:
                     path = teach.example_path(owner, n["id"])
                     if path.is_file():
                         col.image(str(path), width=THUMB)
-                        col.caption(f"{n['class']} · {n['similarity']:.2f}")
+                        col.caption(f"{plain(n['class'])} · {n['similarity']:.2f}")
 
 # --- 5. saving --------------------------------------------------------------------------------
 if done is not None and not done["stale"]:
@@ -252,7 +272,7 @@ if done is not None and not done["stale"]:
             try:
                 run_dir = teach.save_run(owner, title, net)
                 st.session_state["teach_saved"] = run_dir.name
-            except (teach.TeachError, OSError) as err:
+            except REFUSALS as err:
                 refuse(err)
     if st.session_state.get("teach_saved"):
         st.success(t("teach.saved", run=st.session_state["teach_saved"]))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -109,12 +110,15 @@ def kept() -> dict:
 
 def head_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What the head receives for ``x``, caught by a hook in one forward pass; refused where the
-    model's output is not the head's output (something after the head: a probe would miss it)."""
+    model's output is not the head's output (something after the head: a probe would miss it).
+    The model may be shared by a server's sessions: another thread's forward pass runs this hook
+    too, so it keeps only what this thread's pass gave (a hook runs in the thread that called)."""
     _, head = transfer.find_head(model)
-    seen = {}
+    seen, me = {}, threading.get_ident()
 
     def hook(module, args, output):
-        seen["input"], seen["output"] = args[0], output
+        if threading.get_ident() == me:
+            seen["input"], seen["output"] = args[0], output
 
     handle = head.register_forward_hook(hook)
     try:

@@ -168,11 +168,27 @@ class Prepared:
     problem: Message | None = None  # one sentence (a str) when nothing plausible was found
 
 
+MAX_RATIO = 4  # long side over short side that natural() resizes whole
+
+
 def natural(image: Image.Image, size: int, channels: int) -> torch.Tensor:
     """Short side to ``size`` and a centre crop (torchvision's evaluation transform): uint8 (C, size, size)."""
     # Imported here: a trainer on a bundled sample never imports torchvision (data._MNIST_CLASSES).
     from torchvision.transforms.v2 import functional as TF
 
+    w, h = image.size
+    short, long = min(w, h), max(w, h)
+    if long > MAX_RATIO * short:
+        # A sliver (a 126-byte 1x12000 PNG) would be resized whole to 256x3 million pixels, GBs on
+        # a shared server: only its centre, MAX_RATIO times as long as it is wide, can reach the
+        # crop, with room to spare for the resize's filter. Photos up to 4:1 take the path below.
+        keep = MAX_RATIO * short
+        box = (
+            ((w - keep) // 2, 0, (w - keep) // 2 + keep, h)
+            if w > h
+            else (0, (h - keep) // 2, w, (h - keep) // 2 + keep)
+        )
+        image = image.crop(box)
     t = TF.pil_to_tensor(image.convert("L" if channels == 1 else "RGB"))
     t = TF.resize(t, size, antialias=True)
     return TF.center_crop(t, [size, size])

@@ -42,8 +42,8 @@ ENGLISH: dict[str, str] = {
     "teach.name_long": "A class name has at most {most} characters; shorten it.",
     "teach.name_taken": "You already have a class named {name}; choose another name.",
     "teach.no_class": "There is no class named {name}; your classes are: {valid}.",
-    "teach.too_many_classes": "You have {most} classes, this class's limit; remove one to add another.",
-    "teach.class_full": "{name} has {most} photos, this class's limit per class; remove some to add more.",
+    "teach.too_many_classes": "You have {most} classes, the most the teacher allows; remove one to add another.",
+    "teach.class_full": "{name} has {most} photos, the most the teacher allows per class; remove some to add more.",
     "teach.disk_full": (
         "The photos of everyone's classes take this server's limit of {most} MB; "
         "remove some of yours or ask the teacher to make room."

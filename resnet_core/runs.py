@@ -852,8 +852,16 @@ def _row(run_dir: Path) -> dict[str, Any] | None:
         "owner": status.get("owner"),
         "group": extra.get("group"),
         "kind": group_kind(extra),
-        "title": (extra.get("teach") or {}).get("title"),  # a student's own classes (teach.save_run)
+        "title": _teach_title(extra),  # a student's own classes (teach.save_run)
     }
+
+
+def _teach_title(extra: dict[str, Any]) -> str | None:
+    """The name a student gave their own classes' run; None elsewhere, or where a hand-written
+    config.json holds something else there (one run's file must not break every page's list)."""
+    teach = extra.get("teach")
+    title = teach.get("title") if isinstance(teach, dict) else None
+    return title if isinstance(title, str) and title else None
 
 
 class RunRecorder:

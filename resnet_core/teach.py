@@ -34,6 +34,7 @@ import threading
 import time
 import unicodedata
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from torch import nn
 
 from resnet_core import classroom, features, precision, predict
 from resnet_core import data as data_mod
-from resnet_core.checkpoints import _atomic, atomic_write_text, save_checkpoint
+from resnet_core.checkpoints import _atomic, _unsaved, atomic_write_text, save_checkpoint
 from resnet_core.messages import LabError
 
 NETWORK = "resnet50"  # the weights entry a student's classes stand on (resnet_core.weights)
@@ -56,7 +57,9 @@ FOLDS = 5  # stratified cross-validation; fewer where a class has fewer examples
 L2 = 1e-3  # weight decay of the logistic regression, per weight (the features are ReLU outputs ~0.5)
 JPEG_QUALITY = 90  # an example as stored: ~15 KB for a 224 px crop
 NEAREST = 3
+DATASET = "your-classes"  # the dataset a saved run names: the examples, which are no test split
 _OWNER = re.compile(r"[0-9a-f]{8,64}|local")
+_EXAMPLE_ID = re.compile(r"[0-9a-f]{12}")
 
 
 class TeachError(LabError, ValueError):
@@ -80,7 +83,7 @@ def folder(owner: str | None) -> Path:
 
 
 def example_path(owner: str | None, example_id: str) -> Path:
-    if not re.fullmatch(r"[0-9a-f]{12}", example_id):
+    if not (isinstance(example_id, str) and _EXAMPLE_ID.fullmatch(example_id)):
         raise ValueError(f"not an example id: {example_id!r}")
     return folder(owner) / "examples" / f"{example_id}.jpg"
 
@@ -104,14 +107,28 @@ def _locked(owner: str | None):
 
 def read_state(owner: str | None) -> dict[str, Any]:
     """``{"classes": [{"name", "examples": [{"id", "added"}]}]}``; empty when there is none yet
-    (or it is damaged: the examples' files stay, the list starts again)."""
+    (or it is damaged: the examples' files stay, the list starts again). What does not have that
+    shape (a hand edit, another version's file) is left out, so no page or prune trips on it."""
     try:
         state = json.loads((folder(owner) / "state.json").read_text(encoding="utf-8"))
-        if isinstance(state, dict) and isinstance(state.get("classes"), list):
-            return state
-    except (OSError, ValueError):
-        pass
-    return {"classes": []}
+    except (OSError, ValueError, RecursionError):
+        return {"classes": []}
+    if not (isinstance(state, dict) and isinstance(state.get("classes"), list)):
+        return {"classes": []}
+    classes, seen = [], set()
+    for c in state["classes"]:
+        if not (isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("examples"), list)):
+            continue
+        if not c["name"] or c["name"].casefold() in seen:
+            continue
+        seen.add(c["name"].casefold())
+        examples = [
+            {**e, "added": float(e["added"]) if isinstance(e.get("added"), (int, float)) else 0.0}
+            for e in c["examples"]
+            if isinstance(e, dict) and isinstance(e.get("id"), str) and _EXAMPLE_ID.fullmatch(e["id"])
+        ]
+        classes.append({**c, "examples": examples})
+    return {**state, "classes": classes}
 
 
 def _write_state(owner: str | None, state: dict[str, Any]) -> None:
@@ -203,7 +220,7 @@ def _check_room(state: dict[str, Any], c: dict[str, Any], adding: int) -> None:
 
 _BACKBONES: dict[tuple[str, float], predict.Predictor] = {}
 _BACKBONES_LOCK = threading.Lock()
-_KEYS: dict[int, str] = {}
+_KEYS: dict[int, tuple[weakref.ref, str]] = {}  # by id, with the predictor itself: a freed one's id is reused
 
 
 def backbone_cfg():
@@ -232,16 +249,19 @@ def backbone() -> predict.Predictor:
 def backbone_key(net: predict.Predictor) -> str:
     """What an example's features depend on besides its pixels: the weights (their first and last
     tensors stand for the file, 1 ms instead of hashing 100 MB), the input, the precision."""
-    if id(net) not in _KEYS:
-        state = net.model.state_dict()
-        names = list(state)
-        h = hashlib.blake2b(digest_size=12)
-        for name in (names[0], names[-2], names[-1]):
-            h.update(state[name].detach().float().contiguous().numpy().tobytes())
-        label = precision.resolve("cpu", net.amp).label
-        h.update(json.dumps([net.size, net.resize, net.mean, net.std, label, torch.__version__]).encode())
-        _KEYS[id(net)] = h.hexdigest()
-    return _KEYS[id(net)]
+    kept = _KEYS.get(id(net))
+    if kept is not None and kept[0]() is net:
+        return kept[1]
+    state = net.model.state_dict()
+    names = list(state)
+    h = hashlib.blake2b(digest_size=12)
+    for name in (names[0], names[-2], names[-1]):
+        h.update(state[name].detach().float().contiguous().numpy().tobytes())
+    label = precision.resolve("cpu", net.amp).label
+    h.update(json.dumps([net.size, net.resize, net.mean, net.std, label, torch.__version__]).encode())
+    key = h.hexdigest()
+    _KEYS[id(net)] = (weakref.ref(net), key)
+    return key
 
 
 def features_of(net: predict.Predictor, batch: torch.Tensor) -> torch.Tensor:
@@ -255,8 +275,17 @@ def features_of(net: predict.Predictor, batch: torch.Tensor) -> torch.Tensor:
 def _read_features(path: Path, key: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-        if obj["key"] == key:
-            return dict(zip(obj["ids"], obj["features"].unbind(0)))
+        ids, feats = obj["ids"], obj["features"]
+        if (
+            obj["key"] == key
+            and isinstance(ids, list)
+            and all(isinstance(i, str) for i in ids)
+            and isinstance(feats, torch.Tensor)
+            and feats.dtype == torch.float32
+            and feats.ndim == 2
+            and len(feats) == len(ids)
+        ):
+            return dict(zip(ids, feats.unbind(0)))
     except Exception:  # missing, torn, or another backbone's: computed again from the examples
         pass
     return {}
@@ -276,21 +305,37 @@ def all_features(
     owner: str | None, net: predict.Predictor
 ) -> tuple[dict[str, Any], list[str], torch.Tensor, torch.Tensor]:
     """The state, and every example's id, class index and features in class order; features of a
-    backbone other than ``net``'s (another precision, other weights) are computed again."""
+    backbone other than ``net``'s (another precision, other weights) are computed again. An example
+    whose file is gone or unreadable leaves the state too: kept, it would leave every training stale
+    (the head's examples would never again be the state's)."""
     key = backbone_key(net)
     with _locked(owner) as where:
         state = read_state(owner)
         kept = _read_features(where / "features.pt", key)
-        ids, labels = [], []
-        for i, c in enumerate(state["classes"]):
+        crops, lost = {}, set()
+        for c in state["classes"]:
             for e in c["examples"]:
-                if example_path(owner, e["id"]).is_file():
-                    ids.append(e["id"])
-                    labels.append(i)
-        missing = [i for i in ids if i not in kept]
+                if not example_path(owner, e["id"]).is_file():
+                    lost.add(e["id"])
+                    continue
+                if e["id"] in kept:
+                    continue
+                try:
+                    crops[e["id"]] = _crop_tensor(example_path(owner, e["id"]))
+                except (OSError, ValueError, SyntaxError):  # gone, or damaged on disk
+                    lost.add(e["id"])
+        if lost:
+            for c in state["classes"]:
+                c["examples"] = [e for e in c["examples"] if e["id"] not in lost]
+            _write_state(owner, state)
+            for example_id in lost:
+                example_path(owner, example_id).unlink(missing_ok=True)
+        ids = [e["id"] for c in state["classes"] for e in c["examples"]]
+        labels = [i for i, c in enumerate(state["classes"]) for _ in c["examples"]]
+        missing = list(crops)
         for start in range(0, len(missing), features.BATCH):
             chunk = missing[start : start + features.BATCH]
-            batch = torch.stack([_crop_tensor(example_path(owner, i)) for i in chunk])
+            batch = torch.stack([crops[i] for i in chunk])
             kept.update(zip(chunk, features_of(net, batch).unbind(0)))
         if missing or set(kept) - set(ids):
             _write_features(where / "features.pt", key, {i: kept[i] for i in ids})
@@ -327,18 +372,34 @@ def add_example(owner: str | None, name: str, source: bytes, filename: str = "sh
 
 
 def prune(now: float | None = None) -> int:
-    """Examples older than the uploads' limit in days go, as every upload does; returns how many."""
+    """Examples older than the uploads' limit in days go, as every upload does; returns how many.
+    So do photos no state lists any more (a state.json that was damaged and started again, a
+    write cut short): older than the limit too, they would otherwise stay on the disk for good,
+    counted against everyone's ``examples_mb``."""
     cutoff = (now or time.time()) - classroom.limit("upload_days") * 86400
     gone = 0
-    for where in root().glob("*"):
-        if not (where.is_dir() and _OWNER.fullmatch(where.name)):
+    for where in sorted(root().glob("*")):
+        if not (where.is_dir() and not where.is_symlink() and _OWNER.fullmatch(where.name)):
             continue
         owner = where.name
-        state = read_state(owner)
-        old = [e["id"] for c in state["classes"] for e in c["examples"] if e.get("added", 0) < cutoff]
-        for example_id in old:
-            remove_example(owner, example_id)
-        gone += len(old)
+        with _locked(owner):
+            state = read_state(owner)
+            old = {e["id"] for c in state["classes"] for e in c["examples"] if e["added"] < cutoff}
+            if old:
+                for c in state["classes"]:
+                    c["examples"] = [e for e in c["examples"] if e["id"] not in old]
+                _write_state(owner, state)
+                gone += len(old)
+            listed = {e["id"] for c in state["classes"] for e in c["examples"]}
+            for path in (where / "examples").glob("*"):
+                try:
+                    if path.stem in old:
+                        path.unlink()
+                    elif path.stem not in listed and path.lstat().st_mtime < cutoff:
+                        path.unlink()
+                        gone += 1
+                except OSError:  # a folder there, or gone meanwhile
+                    continue
     return gone
 
 
@@ -435,12 +496,47 @@ def train(owner: str | None, net=None) -> dict[str, Any]:
     return result
 
 
-def trained(owner: str | None) -> dict[str, Any] | None:
+def _usable(blob: Any) -> bool:
+    """A head.pt as :func:`train` writes it: a head.pt of another shape (torn into another valid
+    file, a hand edit, another version's) counts as no training, never as a page's traceback."""
+    try:
+        weight, bias, result = blob["weight"], blob["bias"], blob["result"]
+        n = len(result["classes"])
+        numbers = ("accuracy", "train_accuracy", "seconds", "trained")
+        return (
+            isinstance(weight, torch.Tensor)
+            and weight.dtype == torch.float32
+            and weight.ndim == 2
+            and weight.shape[0] == n >= MIN_CLASSES
+            and isinstance(bias, torch.Tensor)
+            and bias.dtype == torch.float32
+            and tuple(bias.shape) == (n,)
+            and all(isinstance(c, str) for c in result["classes"])
+            and all(isinstance(i, str) for i in result["ids"])
+            and all(isinstance(result[k], (int, float)) for k in numbers)
+            and all(isinstance(result[k], int) for k in ("examples", "folds"))
+            and isinstance(result["method"], str)
+            and isinstance(result["key"], str)
+            and [len(row) for row in result["confusion"]] == [n] * n
+            and all(isinstance(v, int) for row in result["confusion"] for v in row)
+            and all(
+                isinstance(r["id"], str) and 0 <= r["true"] < n and 0 <= r["pred"] < n and isinstance(r["prob"], float)
+                for r in result["held_out"]
+            )
+        )
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return False
+
+
+def trained(owner: str | None, net: predict.Predictor | None = None) -> dict[str, Any] | None:
     """The last head: ``{"head", "result", "stale"}``; stale once the classes or examples changed
-    (the page says to train again), None before any training."""
+    (the page says to train again), or where ``net`` is given and computes other features than the
+    head learnt from (other weights, precision or torch); None before any training."""
     try:
         blob = torch.load(folder(owner) / "head.pt", map_location="cpu", weights_only=True)
-    except Exception:
+    except Exception:  # missing, torn, or a pickle weights_only refuses
+        return None
+    if not _usable(blob):
         return None
     result = blob["result"]
     head = nn.Linear(blob["weight"].shape[1], blob["weight"].shape[0]).requires_grad_(False)
@@ -449,7 +545,18 @@ def trained(owner: str | None) -> dict[str, Any] | None:
     state = read_state(owner)
     now = ([c["name"] for c in state["classes"]], sorted(e["id"] for c in state["classes"] for e in c["examples"]))
     stale = now != (result["classes"], sorted(result["ids"]))
+    if net is not None and result["key"] != backbone_key(net):
+        stale = True
     return {"head": head, "result": result, "stale": stale}
+
+
+def _trained_for(owner: str | None, net: predict.Predictor) -> dict[str, Any]:
+    """The last head, for a shot: refused where there is none, or it learnt another backbone's
+    features (its numbers would not fit this one's)."""
+    done = trained(owner)
+    if done is None or done["result"]["key"] != backbone_key(net):
+        raise TeachError("teach.not_trained")
+    return done
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,9 +570,7 @@ def ask(owner: str | None, source: bytes, filename: str = "shot.jpg", net=None) 
     t0 = time.perf_counter()
     classroom.check_upload("photo", len(source), filename)
     net = net or backbone()
-    done = trained(owner)
-    if done is None:
-        raise TeachError("teach.not_trained")
+    done = _trained_for(owner, net)
     prepared = net.read(source, filename)
     row = features_of(net, prepared.tensor[None])
     probs = torch.softmax(done["head"](row), 1)[0]
@@ -506,11 +611,11 @@ def as_model(net: predict.Predictor, head: nn.Linear) -> nn.Module:
 def explain(owner: str | None, prepared: torch.Tensor, target: int, net=None, layer: str | None = None) -> np.ndarray:
     """Grad-CAM of class ``target`` over a shot's crop, as an RGB overlay (fp32, as on Predict)."""
     net = net or backbone()
-    done = trained(owner)
-    if done is None:
+    done = _trained_for(owner, net)
+    classes = done["result"]["classes"]
+    if not 0 <= target < len(classes):  # trained again meanwhile (another tab), on fewer classes
         raise TeachError("teach.not_trained")
     model = as_model(net, done["head"])
-    classes = done["result"]["classes"]
     view = predict.Predictor(
         model,
         classes,
@@ -536,19 +641,43 @@ def save_run(owner: str | None, title: str = "", net=None) -> Path:
     """The trained head on the ImageNet ResNet-50 as a finished run of this owner: ``best.pt``
     with the classes and the backbone's metadata (Predict, export and Transfer read it as they
     read any run's), ``metrics.jsonl`` and ``status.json`` (Train lists it, its held-out accuracy
-    as its test accuracy)."""
-    from resnet_core import engine, runs, transfer
-    from resnet_core.config import TrainConfig
+    as its test accuracy). The same training saved again under the same name is the run already
+    saved (a second press of Save: not another 100 MB copy)."""
+    from resnet_core import runs
 
     net = net or backbone()
-    done = trained(owner)
+    done = trained(owner, net)
     if done is None or done["stale"]:
         raise TeachError("teach.not_trained")
-    result, head = done["result"], done["head"]
-    cfg = backbone_cfg()
+    result = done["result"]
     title = clean_name(title) if title and title.strip() else " / ".join(result["classes"])[:MAX_NAME]
-    config = TrainConfig(
-        dataset="your-classes",
+    run_owner = None if owner in (None, LOCAL) else owner
+    with _locked(owner):  # two presses, two tabs: one run
+        for row in runs.list_runs():
+            if row["dataset"] == DATASET and row["owner"] == run_owner and row["title"] == title and row["has_best"]:
+                with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                    if runs._config(Path(row["path"]))["extra"]["teach"].get("trained") == result["trained"]:
+                        return Path(row["path"])
+        config = _run_config(result, title, net)
+        try:
+            run_dir = runs.create(config, owner=run_owner, here=True)
+        except OSError as err:
+            raise _unsaved(runs.runs_dir(), err) from err
+        try:
+            _write_run(run_dir, config, done, net)
+        except BaseException:  # a full disk: no half run left "running" on Train
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+    return run_dir
+
+
+def _run_config(result: dict[str, Any], title: str, net: predict.Predictor):
+    from resnet_core.config import TrainConfig
+
+    cfg = backbone_cfg()
+    teach = {"title": title, "examples": result["examples"], "folds": result["folds"], "fit": "L-BFGS"}
+    return TrainConfig(
+        dataset=DATASET,
         model=cfg.arch,
         epochs=1,
         pretrained=f"imagenet:{cfg.name}",
@@ -556,8 +685,16 @@ def save_run(owner: str | None, title: str = "", net=None) -> Path:
         augment="none",
         image_size=cfg.input_size,
         amp=net.amp,
-        extra={"teach": {"title": title, "examples": result["examples"], "folds": result["folds"], "fit": "L-BFGS"}},
+        extra={"teach": {**teach, "trained": result["trained"]}},
     )
+
+
+def _write_run(run_dir: Path, config, done: dict[str, Any], net: predict.Predictor) -> None:
+    """best.pt, metrics.jsonl and a finished status.json in ``run_dir`` (:func:`save_run`)."""
+    from resnet_core import engine, runs, transfer
+
+    result, head = done["result"], done["head"]
+    cfg = backbone_cfg()
     source = transfer.source_weights(config)
     plan = transfer.plan_input(config, 3, cfg.input_size, None, source)
     model, report = transfer.prepare_model(config, len(result["classes"]), plan, source)
@@ -577,7 +714,6 @@ def save_run(owner: str | None, title: str = "", net=None) -> Path:
         "seconds": result["seconds"],
         "lr": None,
     }
-    run_dir = runs.create(config, owner=None if owner in (None, LOCAL) else owner, here=True)
     ckpt = {**meta, "model": model.state_dict(), "optimizer": None, "lr_scheduler": None, "epoch": 0}
     ckpt.update(next_step=1, partial=None, history=[row], metrics={"best_acc": result["accuracy"], **row})
     save_checkpoint(ckpt, run_dir / "best.pt")
@@ -606,4 +742,3 @@ def save_run(owner: str | None, title: str = "", net=None) -> Path:
         recorder({**end, "seconds": result["seconds"], "best_path": str(run_dir / "best.pt")})
     finally:
         recorder.close()
-    return run_dir

@@ -136,3 +136,34 @@ def test_a_damaged_cache_file_is_computed_again(folder_probe):
     result, events = fit(config)
     assert done(events)["cached"] == 0 and result["status"] == "finished"
     assert done(fit(config)[1])["cached"] == 12
+
+
+def test_another_threads_forward_pass_on_a_shared_model_does_not_stand_in_for_this_ones():
+    """A server's sessions share one model (Your classes adds shots at once): the other thread's
+    pass runs this call's hook on the head too, after this pass's own, before it is checked."""
+    import threading
+
+    from torch import nn
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.fc, self.meddle = nn.Linear(4, 4), nn.Linear(4, 2), True
+
+        def forward(self, x):
+            out = self.fc(self.body(x))
+            if self.meddle:  # the first pass: another session's pass comes in between
+                self.meddle = False
+                other = threading.Thread(target=other_pass)
+                other.start()
+                other.join()
+            return out
+
+    def other_pass() -> None:
+        with torch.inference_mode():
+            passes.append(model(torch.zeros(1, 4)))
+
+    model, x, passes = Shared().eval(), torch.ones(3, 4), []
+    with torch.inference_mode():
+        got = features.head_input(model, x)
+        assert len(passes) == 1 and torch.equal(got, model.body(x))

@@ -433,3 +433,19 @@ def test_affine_augmentation_matches_exact_rotations_and_is_identity_at_zero(mon
     a = engine.augment(x, "affine", 2, torch.Generator().manual_seed(5), 10.0, 0.1)
     b = engine.augment(x, "affine", 2, torch.Generator().manual_seed(5), 10.0, 0.1)
     assert torch.equal(a, b) and not torch.equal(a, x)  # seeded, so a resumed run sees the same batches
+
+
+def test_a_sliver_is_cut_before_it_is_resized_and_a_long_photo_is_prepared_as_before():
+    """A 126-byte 1x12000 PNG resized whole to a short side of 256 would take GBs (256 x 3 million
+    pixels); only its centre can reach the crop. For a 5:1 photo the cut changes no pixel."""
+
+    import torchvision.transforms.v2.functional as TF
+
+    sliver = io.BytesIO()
+    Image.new("RGB", (1, 12000), (200, 30, 30)).save(sliver, "PNG")
+    out = imaging.natural(Image.open(io.BytesIO(sliver.getvalue())), 256, 3)
+    assert out.shape == (3, 256, 256) and int(out[0].float().mean()) == 200
+    rng = np.random.default_rng(0)
+    long = Image.fromarray(rng.integers(0, 255, (300, 1500, 3), dtype=np.uint8))
+    whole = TF.center_crop(TF.resize(TF.pil_to_tensor(long), 256, antialias=True), [256, 256])
+    assert torch.equal(imaging.natural(long, 256, 3), whole)

@@ -144,7 +144,7 @@ def test_the_teachers_limits_hold(lab, net, monkeypatch):
     monkeypatch.setenv("RESNET_LAB_MAX_CLASSES", "2")
     monkeypatch.setenv("RESNET_LAB_MAX_EXAMPLES", "2")
     fill(ME, net, per_class=2)
-    with pytest.raises(teach.TeachError, match="2 classes, this class's limit"):
+    with pytest.raises(teach.TeachError, match="2 classes, the most the teacher allows"):
         teach.add_class(ME, "green")
     with pytest.raises(teach.TeachError, match="red has 2 photos"):
         teach.add_example(ME, "red", photo("red", 7), "r.jpg", net)

@@ -111,7 +111,7 @@ def test_a_student_teaches_two_classes_with_the_camera_and_saves_a_run(taught_la
     assert_clean(at, lang)
     box = next(w for w in at.selectbox if w.label == words["predict.checkpoint"])
     assert box.value == row["checkpoint"]  # this browser's newest run opens first: its own classes
-    assert box.options[0] == f"动物和东西 (resnet50_v1, {row['best_acc']:.1%})"
+    assert box.options[0] == f"动物和东西 ({row['run'][:15]}, resnet50_v1, {row['best_acc']:.1%})"
 
 
 def only_owner() -> str:

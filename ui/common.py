@@ -210,8 +210,8 @@ def checkpoint_label(row: dict) -> str:
     acc = f"{row['best_acc']:.1%}" if row.get("best_acc") is not None else "-"
     if row.get("kind") == "shipped":
         return t("checkpoint.shipped", dataset=dataset_label(row["dataset"]), model=row["model"], acc=acc)
-    if row.get("title"):  # a student's own classes, by the name they gave
-        return f"{row['title']} ({row['model']}, {acc})"
+    if row.get("title"):  # a student's own classes, by the name they gave, and when (titles repeat)
+        return f"{row['title']} ({row['run'][:15]}, {row['model']}, {acc})"
     return f"{row['run']} ({row['model']}, {acc})"
 
 
