@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -25,7 +20,8 @@ import pytest
 from PIL import Image
 
 from tests.imagenet_real import real  # noqa: F401 (a fixture, by name)
-from tests.test_browser import CHROMIUM, ROOT, free_port, open_page
+from tests.test_browser import CHROMIUM, ROOT, open_page
+from tests.test_browser_imagenet import server  # noqa: F401 (a fixture: serve.py, a lab holding the weights)
 from ui.i18n import catalogue
 
 pytestmark = [
@@ -76,33 +72,6 @@ def videos(tmp_path_factory):
         "held_ant": y4m([held["ant"]], tmp / "held_ant.y4m"),
         "held_bee": y4m([held["bee"]], tmp / "held_bee.y4m"),
     }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, real):  # noqa: F811 (the fixture)
-    tmp = tmp_path_factory.mktemp("browser-teach")
-    home = tmp / "lab"
-    (home / "weights").mkdir(parents=True)
-    (home / "weights" / real["pth"].name).symlink_to(real["pth"])
-    port = free_port()
-    env = {**os.environ, "RESNET_LAB_HOME": str(home), "TORCH_HOME": str(tmp / "torch")}
-    command = [sys.executable, "scripts/serve.py", "--server.port", str(port), "--server.address", "127.0.0.1"]
-    command += ["--server.headless", "true"]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            pytest.fail("the server did not answer /_stcore/health in 60 s")
-        yield {"url": url, "home": home}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 class Camera:
@@ -165,16 +134,18 @@ def count(page, name: str) -> int:
     return int(line.split("·")[1].strip().split()[0])
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, width: int = 1400) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": width, "height": 1000})
+    page.wait_for_timeout(300)
     height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": height + 40})
+    page.set_viewport_size({"width": width, "height": height + 40})
     page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / f"browser-teach-{name}.png"), full_page=True)
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
-def test_the_camera_teaches_ants_and_bees_and_a_held_out_ant_is_an_ant(server, videos):
+def test_the_camera_teaches_ants_and_bees_and_a_held_out_ant_is_an_ant(server, videos):  # noqa: F811 (fixture)
     from playwright.sync_api import sync_playwright
 
     words = catalogue("en")
@@ -217,6 +188,7 @@ def test_the_camera_teaches_ants_and_bees_and_a_held_out_ant_is_an_ant(server, v
             page.locator("[data-testid=stImage] img").nth(2 * PER_CLASS + 3).wait_for(timeout=60_000)
             idle(page)
             shot(page, f"try-{want}-{lang}")
+            shot(page, f"try-{want}-{lang}-phone", width=390)  # a phone's width: the columns stack
             said = [s.strip() for s in page.locator("[data-testid=stMarkdownContainer] p > strong").all_inner_texts()]
             assert said.count(want) == 2, said  # its class's header, and the answer over the bars
             state = cam.close()
