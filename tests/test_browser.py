@@ -22,7 +22,7 @@ from tests.conftest import CHECKPOINTS
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["", "theory", "data", "train", "transfer", "predict"]
+PAGES = ["", "theory", "data", "train", "transfer", "predict", "teach"]
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install chromium")
 
 
@@ -122,7 +122,7 @@ def test_a_deep_link_to_a_fresh_server_still_gets_the_frame(server, page):
     sidebar = page.locator("[data-testid=stSidebar]")
     sidebar.get_by_text("语言").wait_for(timeout=30_000)  # the frame's sidebar, in the language of the link
     nav = [text.split()[-1] for text in page.locator("[data-testid=stSidebarNavLink]").all_inner_texts()]  # less icon
-    assert nav == ["首页", "理论", "数据", "训练", "迁移学习", "预测"]  # st.navigation's titles, not file names
+    assert nav == ["首页", "理论", "数据", "训练", "迁移学习", "预测", "你的类别"]  # st.navigation titles
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

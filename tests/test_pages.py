@@ -16,7 +16,7 @@ from resnet_core.config import TrainConfig
 from tests.conftest import digit_png, shown, tiny_config
 from ui.i18n import catalogue
 
-PAGES = ["home", "theory", "data", "train", "transfer", "predict"]
+PAGES = ["home", "theory", "data", "train", "transfer", "predict", "teach"]
 
 
 def app(page: str, lang: str = "en") -> AppTest:
