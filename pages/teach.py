@@ -221,7 +221,7 @@ if done is not None and not done["stale"]:
     source = live or photo
     if source is not None:
         # Kept for this shot and this training: a click elsewhere on the page reruns the script,
-        # and a Grad-CAM of a ResNet-50 is a second of two cores.
+        # and thirty students' reruns would each pay a ResNet-50 forward and a Grad-CAM again.
         raw = source.getvalue()
         token = (owner, hashlib.blake2b(raw, digest_size=16).hexdigest(), done["result"]["trained"])
         kept = st.session_state.get("teach_answer")

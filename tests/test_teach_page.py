@@ -112,6 +112,10 @@ def test_a_student_teaches_two_classes_with_the_camera_and_saves_a_run(taught_la
     box = next(w for w in at.selectbox if w.label == words["predict.checkpoint"])
     assert box.value == row["checkpoint"]  # this browser's newest run opens first: its own classes
     assert box.options[0] == f"动物和东西 ({row['run'][:15]}, resnet50_v1, {row['best_acc']:.1%})"
+    photo = photos[ANIMAL_HELD]  # the saved run answers on Predict as on its own page
+    at.file_uploader[0].set_value((photo.name, photo.read_bytes(), "image/jpeg")).run()
+    assert_clean(at, lang)
+    assert any(m.value.startswith("**animals**") for m in at.markdown)
 
 
 def only_owner() -> str:
