@@ -2,9 +2,7 @@
 of the ImageNet ResNet-50 on them, points the camera to see what it learned (per-class bars,
 Grad-CAM, the nearest examples), and saves the model as a run (resnet_core/teach.py)."""
 
-import contextlib
 import hashlib
-import time
 
 import pandas as pd
 import plotly.express as px
@@ -20,25 +18,10 @@ require_frame("pages/teach.py")
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
 THUMB = 96  # px: a thumbnail of an example
-PRUNE_EVERY_S = 3600
 CAMERA = "teach_camera"  # where the page's one camera is: "add" (photos to a class) or "try"
 # Every refusal the core words for a visitor (TeachError, ImageError, ClassroomError, a full disk's
 # CheckpointError): one sentence on the page, never a traceback.
 REFUSALS = (LabError,)
-
-
-@st.cache_resource(show_spinner=False)
-def _pruned() -> dict:
-    return {"at": 0.0}
-
-
-def prune_now_and_then() -> None:
-    """Old examples go with the other uploads (classroom's ``upload_days``), once an hour at most."""
-    last = _pruned()
-    if time.time() - last["at"] > PRUNE_EVERY_S:
-        last["at"] = time.time()
-        with contextlib.suppress(LabError, OSError):  # a full disk: the visitor's page opens all the same
-            teach.prune()
 
 
 def camera_here(place: str, label: str, key: str):
@@ -65,7 +48,7 @@ cfg = pretrained.box(teach.NETWORK, key="teach_get")
 if cfg is None:
     st.stop()
 net = load_weights_predictor(cfg)
-prune_now_and_then()
+teach.prune_if_due()  # old photos go with the other uploads (classroom's upload_days)
 
 me = actor()
 owner = me.owner
@@ -198,7 +181,7 @@ if done is not None:
     fig.update_xaxes(type="category")  # classes named "1" and "1.0": two columns, not one number
     fig.update_yaxes(type="category")
     st.plotly_chart(fig, key="teach_confusion")
-    wrong = [r for r in result["held_out"] if r["true"] != r["pred"]]
+    wrong = teach.mistakes(result)
     if wrong:
         st.caption(t("teach.wrong", n=len(wrong)))
         cols = st.columns(8)

@@ -403,6 +403,29 @@ def prune(now: float | None = None) -> int:
     return gone
 
 
+PRUNE_EVERY_S = 3600
+_PRUNED = {"at": 0.0}
+_PRUNE_LOCK = threading.Lock()
+
+
+def prune_if_due(now: float | None = None) -> int:
+    """:func:`prune`, at most once an hour per server process (every page load asks); a full disk
+    or a damaged folder never stops the page that asked. Returns how many photos went."""
+    now = now or time.time()
+    with _PRUNE_LOCK:
+        if now - _PRUNED["at"] < PRUNE_EVERY_S:
+            return 0
+        _PRUNED["at"] = now
+    with contextlib.suppress(LabError, OSError):
+        return prune(now)
+    return 0
+
+
+def mistakes(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The held-out predictions :func:`train` got wrong: ``{"id", "true", "pred", "prob"}``."""
+    return [r for r in result["held_out"] if r["true"] != r["pred"]]
+
+
 def owners() -> list[dict[str, Any]]:
     """Every owner's classes in one line each, for the teacher."""
     rows = []

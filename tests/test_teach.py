@@ -207,3 +207,20 @@ def test_the_teacher_sees_every_students_classes(lab, net):
     teach.add_class(YOU, "猫")
     rows = {r["owner"]: r for r in teach.owners()}
     assert rows[ME]["classes"] == ["red", "blue"] and rows[ME]["examples"] == 2 and rows[YOU]["classes"] == ["猫"]
+
+
+def test_pruning_from_page_loads_runs_once_an_hour_and_never_breaks_the_page(lab, net, monkeypatch):
+    fill(ME, net, per_class=2)
+    state = teach.read_state(ME)
+    state["classes"][0]["examples"][0]["added"] = time.time() - 30 * 86400
+    (teach.folder(ME) / "state.json").write_text(json.dumps(state))
+    monkeypatch.setattr(teach, "_PRUNED", {"at": 0.0})
+    now = time.time()
+    assert teach.prune_if_due(now) == 1 and teach.prune_if_due(now + 60) == 0  # a page load a minute later
+    monkeypatch.setattr(teach, "prune", lambda now=None: (_ for _ in ()).throw(OSError("disk full")))
+    assert teach.prune_if_due(now + teach.PRUNE_EVERY_S + 1) == 0  # the page opens all the same
+
+
+def test_the_mistakes_are_the_held_out_photos_predicted_wrong():
+    result = {"held_out": [{"id": "a", "true": 0, "pred": 0}, {"id": "b", "true": 1, "pred": 0}]}
+    assert [r["id"] for r in teach.mistakes(result)] == ["b"]
