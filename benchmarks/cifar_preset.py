@@ -1,6 +1,6 @@
 """The lab's side of the CIFAR-10 comparison: ``train --dataset cifar10-jpeg`` with its preset, in-process.
 
-    python benchmarks/cifar_preset.py [--model M] [--epochs N] [--batch-size B] [--lr LR]
+    python benchmarks/cifar_preset.py [--model M] [--epochs N] [--batch-size B] [--lr LR] [--compile]
                                       [--time-budget SECONDS] [--target 0.85] [--threads N]
                                       [--max-batches N] [--max-test-images N] [--prepare-only] [--json] [--out PATH]
 
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="default: the preset's")
     parser.add_argument("--batch-size", type=int, help="default: the preset's")
     parser.add_argument("--lr", type=float, help="default: the preset's")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (TrainConfig.compile)")
     parser.add_argument("--time-budget", type=float, help="stop after the epoch that ends past these seconds")
     parser.add_argument("--target", type=float, default=0.85, help="test accuracy for time_to_target_s")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -92,7 +93,13 @@ def main() -> None:
         print(f"{NAME} is ready in {data.lab_home()} ({prepare_s:.1f} s)")
         return
     preset = data.get_spec(NAME).preset
-    given = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    given = {
+        "model": args.model,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "compile": args.compile or None,
+    }
     caps = {"max_train_batches": args.max_batches, "max_test_images": args.max_test_images}
     # The CLI's rule (resnet_core.__main__.config_from_args): the preset, then what was given over it.
     config = TrainConfig(

@@ -152,6 +152,12 @@ _FASHION_PRESET = dict(_MNIST_PRESET, epochs=6, augment="none")
 # strokes are, which the CIFAR nets' global pooling averages away.
 _MNIST_SAMPLE_PRESET = dict(_MNIST_PRESET, model="mini_residual", epochs=8)
 _PHOTO_PRESET = dict(_MNIST_PRESET, epochs=30, batch_size=128, augment="crop+flip", pad=4)
+# CIFAR-10 (and any folder of images as small): measured on the 50,000 JPEG re-encoded training
+# images against kuangliu's loop (benchmarks/cifar_preset.py, cifar_reference.py): batch 256 runs
+# ~15 % more images/s than 128 on 2 cores in bf16 (fuller kernels for ResNet-20's 16-64 channels),
+# and with the learning rate doubled (linear scaling) 20 epochs reach 85.8 % where batch 128's
+# reach 85.5 %. The schedule is cut to what reaches 85 % before the reference's first epoch ends.
+_CIFAR_PRESET = dict(_PHOTO_PRESET, epochs=18, batch_size=256, lr=0.2)
 _CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _STL_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 # torchvision's class names (tests/test_data.py checks them against torchvision.datasets), written
@@ -236,7 +242,7 @@ BUILTIN: dict[str, DatasetSpec] = {
             32,
             "CIFAR10",
             "Krizhevsky 2009",
-            _PHOTO_PRESET,
+            _CIFAR_PRESET,
         ),
         DatasetSpec(
             "svhn",
@@ -363,7 +369,7 @@ def folder_preset(size: int) -> dict:
       ImageNet-size network from scratch at 224 px takes hours an epoch here), with flips and shifts.
     """
     if size <= SMALL_FOLDER_SIDE:
-        return dict(_PHOTO_PRESET)
+        return dict(_CIFAR_PRESET)
     from resnet_core import weights
 
     for name in FOLDER_BACKBONES:

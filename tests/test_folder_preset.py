@@ -39,6 +39,9 @@ def test_small_images_get_a_cifar_resnet_at_their_own_size(offline, tmp_path):
     config = cli_config("--dataset", "tiny")
     assert config.model == "resnet20" and config.pretrained is None and config.image_size is None
     assert config.augment == "crop+flip" and config.trainable == "all"
+    # CIFAR-10's own recipe, the one benchmarks/cifar_preset.py measures against the copied loop.
+    assert data.folder_preset(32) == data.get_spec("cifar10").preset
+    assert (config.batch_size, config.lr) == (256, 0.2)
 
 
 def test_photos_offline_without_weights_train_from_scratch_at_64_px(offline, tmp_path):
