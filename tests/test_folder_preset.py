@@ -39,9 +39,15 @@ def test_small_images_get_a_cifar_resnet_at_their_own_size(offline, tmp_path):
     config = cli_config("--dataset", "tiny")
     assert config.model == "resnet20" and config.pretrained is None and config.image_size is None
     assert config.augment == "crop+flip" and config.trainable == "all"
-    # CIFAR-10's own recipe, the one benchmarks/cifar_preset.py measures against the copied loop.
-    assert data.folder_preset(32) == data.get_spec("cifar10").preset
-    assert (config.batch_size, config.lr) == (256, 0.2)
+    # 12 images: batch 256 would give one SGD step an epoch; the photo recipe's batch 128 over 30.
+    assert (config.batch_size, config.epochs) == (128, 30)
+
+
+def test_a_cifar_sized_folder_gets_cifar10s_own_recipe():
+    """The recipe benchmarks/cifar_preset.py measures against the copied loop (batch 256, lr 0.2)."""
+    assert data.folder_preset(32, 50_000) == data.get_spec("cifar10").preset == data.folder_preset(32)
+    assert data.get_spec("cifar10").preset["batch_size"] == 256
+    assert data.folder_preset(32, data.CIFAR_RECIPE_MIN_IMAGES - 1)["batch_size"] == 128
 
 
 def test_photos_offline_without_weights_train_from_scratch_at_64_px(offline, tmp_path):
