@@ -154,7 +154,17 @@ def main() -> None:
         "model": config.model,
         "recipe": {
             k: getattr(config, k)
-            for k in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size", "augment", "pad")
+            for k in (
+                "optimizer",
+                "lr",
+                "momentum",
+                "weight_decay",
+                "schedule",
+                "batch_size",
+                "augment",
+                "pad",
+                "compile",
+            )
         }
         | {"label_smoothing": config.label_smoothing, "epochs": config.epochs, "preset": preset},
         "target": args.target,

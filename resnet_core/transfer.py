@@ -335,13 +335,19 @@ def keep_upload(raw: bytes, name: str, folder: Path) -> Path:
     return save_uploaded_weights(raw, folder)
 
 
+FINE_TUNE_CAPS = {"batch_size": 128, "lr": 0.1}
+
+
 def draft_config(target: str, preset: dict, arch: str, pretrained: str | None, image_size: int | None):
     """The fine-tuning config before the user picks what trains: the target's preset, the
     backbone's architecture and source, and the input size (None: the backbone's own)."""
     from resnet_core.config import TrainConfig
 
+    # A target's batch and rate were tuned for its own small network from scratch (CIFAR-10's: 256
+    # at 0.2); a pretrained backbone, often at 224 px, starts from at most batch 128 at 0.1.
+    capped = {k: min(preset[k], cap) for k, cap in FINE_TUNE_CAPS.items() if k in preset}
     return TrainConfig(
-        **{**preset, "dataset": target, "model": arch, "pretrained": pretrained, "image_size": image_size}
+        **{**preset, **capped, "dataset": target, "model": arch, "pretrained": pretrained, "image_size": image_size}
     )
 
 

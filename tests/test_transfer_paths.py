@@ -240,6 +240,10 @@ def test_fine_tune_config_uses_the_backbone_rate_only_when_everything_trains(mon
         "mnist-sample",
     )
     assert transfer.fine_tune_config(draft, "head", 3, 0.01, 0.1).backbone_lr_scale == 1.0
+    # CIFAR-10's from-scratch recipe (batch 256 at 0.2) is not a fine-tuning one at 224 px.
+    cifar = transfer.draft_config("cifar10", data.get_spec("cifar10").preset, "resnet50", "imagenet", None)
+    assert data.get_spec("cifar10").preset["batch_size"] == 256
+    assert (cifar.batch_size, cifar.lr) == (128, 0.1)
     config = transfer.fine_tune_config(draft, "all", 3, 0.01, 0.1)
     assert (config.trainable, config.epochs, config.backbone_lr_scale) == ("all", 3, 0.1)
     monkeypatch.setenv(classroom.TEACHER_ENV, "s3cret")
